@@ -1,0 +1,826 @@
+//! Upload lifecycle: creation, resumable chunks, concatenation, termination,
+//! expiry, commit and opening objects for download. Owns the streaming
+//! pipeline (network frames → hash → seal → append over a bounded channel)
+//! and the per-upload writer lock. Never sees HTTP types: the tus layer hands
+//! it typed requests and a stream of body chunks.
+
+mod locks;
+mod pipeline;
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::crypto::{self, Aead, DigestAlgorithm, LocalKeyring, ObjectKeys, Sha256, seg1};
+use crate::id::UploadId;
+use crate::staging::{self, RecoveryReport, Staging, UploadKind, UploadRecord, UploadState};
+use crate::store::{self, ByteRange, Layout, PlainReader};
+
+use locks::UploadLocks;
+use pipeline::{ChecksumRule, ChunkPlan, ChunkWriter, Ending, Settled, StageMsg};
+
+pub use staging::{Census, CommitInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("upload {0} not found")]
+    NotFound(UploadId),
+    #[error("upload {0} has expired")]
+    Expired(UploadId),
+    #[error("upload {id}: offset {got} does not match stored {expected}")]
+    OffsetMismatch {
+        id: UploadId,
+        expected: u64,
+        got: u64,
+    },
+    #[error("upload length {length} exceeds the maximum of {max} bytes")]
+    TooLarge { length: u64, max: u64 },
+    #[error("request body is longer than the {limit} bytes the upload still expects")]
+    BodyTooLong { limit: u64 },
+    #[error("upload {id}: length is already {length}")]
+    LengthAlreadySet { id: UploadId, length: u64 },
+    #[error("upload {id}: length {length} is below the {offset} bytes already received")]
+    LengthBelowOffset {
+        id: UploadId,
+        length: u64,
+        offset: u64,
+    },
+    #[error("{algorithm} checksum of the chunk does not match; the chunk was discarded")]
+    ChecksumMismatch { algorithm: &'static str },
+    #[error("the announced Upload-Checksum trailer was missing; the chunk was discarded")]
+    MissingTrailerChecksum,
+    #[error("upload {0} is a final concatenation and cannot be patched")]
+    PatchOnFinal(UploadId),
+    #[error("upload {0} is complete")]
+    AlreadyComplete(UploadId),
+    #[error("concatenation: {0}")]
+    InvalidConcat(String),
+    #[error("upload {0} is busy with another request")]
+    Locked(UploadId),
+    #[error("upload {0}: a newer request for this upload took over")]
+    Superseded(UploadId),
+    #[error("upload {0} is not complete")]
+    NotDownloadable(UploadId),
+    #[error("upload {0} failed on a storage error and is stopped until restart")]
+    Stopped(UploadId),
+    #[error("request body: {0}")]
+    Body(#[from] BodyError),
+    #[error("request body stalled for longer than {0:?}")]
+    BodyIdle(Duration),
+    #[error("server is shutting down")]
+    Shutdown,
+    #[error(transparent)]
+    Staging(#[from] staging::Error),
+    #[error(transparent)]
+    Crypto(#[from] crypto::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    /// Errors after which the chunk's bytes are thrown away.
+    fn discards_chunk(&self) -> bool {
+        matches!(
+            self,
+            Error::BodyTooLong { .. }
+                | Error::ChecksumMismatch { .. }
+                | Error::MissingTrailerChecksum
+        )
+    }
+}
+
+/// A failure while reading the request body, reported by the protocol layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BodyError {
+    #[error("connection closed before the body ended: {0}")]
+    Disconnected(String),
+    #[error("bad trailer: {0}")]
+    BadTrailer(String),
+}
+
+/// A piece of a request body.
+pub enum BodyChunk {
+    Data(Bytes),
+    /// The checksum delivered in an `Upload-Checksum` trailer.
+    TrailerChecksum(ChunkChecksum),
+}
+
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<BodyChunk, BodyError>> + Send>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkChecksum {
+    pub algorithm: DigestAlgorithm,
+    pub digest: Vec<u8>,
+}
+
+/// The checksum a PATCH asks for.
+pub enum ChecksumRequest {
+    None,
+    Header(ChunkChecksum),
+    Trailer,
+}
+
+pub enum NewKind {
+    Regular,
+    Partial,
+    Final(Vec<UploadId>),
+}
+
+pub struct NewUpload {
+    pub tenant: String,
+    /// `None` defers the length (or, for a final concatenation, sums the parts).
+    pub length: Option<u64>,
+    pub metadata: Vec<(String, Option<String>)>,
+    pub kind: NewKind,
+}
+
+pub struct Chunk {
+    pub offset: u64,
+    /// Sets a deferred length.
+    pub length: Option<u64>,
+    /// The body's declared length, when known: enables mid-request checkpoints.
+    pub content_length: Option<u64>,
+    pub checksum: ChecksumRequest,
+}
+
+/// What HEAD, POST and PATCH report about an upload.
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    pub id: UploadId,
+    pub length: Option<u64>,
+    /// `None` for a final concatenation whose parts are not all complete.
+    pub offset: Option<u64>,
+    pub metadata: Vec<(String, Option<String>)>,
+    pub expires_at: Option<u64>,
+    pub is_partial: bool,
+    pub final_parts: Option<Vec<UploadId>>,
+    pub commit: Option<CommitInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub max_size: u64,
+    pub expiry: Duration,
+    pub lock_wait: Duration,
+    pub body_idle_timeout: Duration,
+    pub checkpoint_every: u64,
+    pub aead: Aead,
+}
+
+/// Frames queued between the request task and its write stage. Depth bounds
+/// memory per upload: a few network frames.
+const STAGE_QUEUE: usize = 4;
+
+pub struct Ingest {
+    config: IngestConfig,
+    staging: Arc<Staging>,
+    keyring: Arc<LocalKeyring>,
+    locks: UploadLocks,
+    /// Running SHA-256 of each upload's acknowledged prefix, so commit needs no
+    /// second pass. Lost on restart; then rebuilt by replaying staged bytes.
+    digests: Mutex<HashMap<UploadId, (u64, Sha256)>>,
+    /// Uploads stopped by a storage error (fail-stop until restart).
+    stopped: Mutex<HashSet<UploadId>>,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}
+
+impl Ingest {
+    pub fn new(
+        config: IngestConfig,
+        staging: Arc<Staging>,
+        keyring: Arc<LocalKeyring>,
+    ) -> Arc<Ingest> {
+        Arc::new(Ingest {
+            locks: UploadLocks::new(config.lock_wait),
+            config,
+            staging,
+            keyring,
+            digests: Mutex::new(HashMap::new()),
+            stopped: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Reconciles staging after a start, then rolls forward what a crash
+    /// interrupted: complete uploads are committed, ready concatenations
+    /// assembled. Damaged uploads are stopped.
+    pub async fn recover(self: &Arc<Self>) -> Result<RecoveryReport, Error> {
+        let staging = self.staging.clone();
+        let report = blocking(move || Ok(staging.recover()?)).await?;
+        self.stopped
+            .lock()
+            .expect("stopped set poisoned")
+            .extend(report.damaged.iter().copied());
+        for record in self.all_records().await? {
+            let ready = !record.is_committed()
+                && !matches!(record.kind, UploadKind::Partial)
+                && record.length == Some(record.offset);
+            if ready && !matches!(record.kind, UploadKind::Final { .. }) {
+                self.finish_complete(record.id).await?;
+            } else if matches!(record.kind, UploadKind::Final { .. }) && !record.is_committed() {
+                self.assemble_if_ready(record.id).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn all_records(&self) -> Result<Vec<UploadRecord>, Error> {
+        let staging = self.staging.clone();
+        blocking(move || Ok(staging.records().collect::<Result<Vec<_>, _>>()?)).await
+    }
+
+    pub async fn census(&self) -> Result<Census, Error> {
+        let staging = self.staging.clone();
+        blocking(move || Ok(staging.census()?)).await
+    }
+
+    // ---- creation -------------------------------------------------------
+
+    pub async fn create(self: &Arc<Self>, new: NewUpload) -> Result<UploadStatus, Error> {
+        let (length, kind) = match new.kind {
+            NewKind::Final(parts) => self.final_length(&new.tenant, parts).await?,
+            NewKind::Partial => (new.length, UploadKind::Partial),
+            NewKind::Regular => (new.length, UploadKind::Regular),
+        };
+        if let Some(length) = length {
+            self.check_size(length)?;
+        }
+        let id = UploadId::from_bytes(crypto::random_array());
+        let dek = crypto::Dek::generate();
+        let keys = ObjectKeys::derive(&dek, *id.as_bytes(), self.config.aead);
+        let now = now_secs();
+        let record = UploadRecord {
+            id,
+            tenant: new.tenant,
+            length,
+            offset: 0,
+            metadata: new.metadata,
+            kind,
+            state: UploadState::Receiving,
+            created_at: now,
+            updated_at: now,
+            expires_at: Some(now + self.config.expiry.as_secs()),
+            key: self.keyring.current().wrap(&dek, *id.as_bytes()),
+        };
+        let staging = self.staging.clone();
+        let header = keys.header_bytes().to_vec();
+        let stored = record.clone();
+        blocking(move || Ok(staging.create(&stored, &header)?)).await?;
+        match &record.kind {
+            UploadKind::Final { .. } => self.assemble_if_ready(id).await?,
+            UploadKind::Regular if length == Some(0) => self.finish_complete(id).await?,
+            UploadKind::Partial if length == Some(0) => self.finish_complete(id).await?,
+            _ => {}
+        }
+        self.status(id).await
+    }
+
+    fn check_size(&self, length: u64) -> Result<(), Error> {
+        if length > self.config.max_size {
+            return Err(Error::TooLarge {
+                length,
+                max: self.config.max_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates the parts of a final concatenation; its length is their sum
+    /// once every part's length is known.
+    async fn final_length(
+        &self,
+        tenant: &str,
+        parts: Vec<UploadId>,
+    ) -> Result<(Option<u64>, UploadKind), Error> {
+        let mut total = Some(0u64);
+        for part in &parts {
+            let record = self
+                .load(*part)
+                .await
+                .map_err(|_| Error::InvalidConcat(format!("part {part} does not exist")))?;
+            if record.tenant != tenant || !matches!(record.kind, UploadKind::Partial) {
+                return Err(Error::InvalidConcat(format!(
+                    "upload {part} is not a partial upload"
+                )));
+            }
+            total = match (total, record.length) {
+                (Some(sum), Some(len)) => sum.checked_add(len),
+                _ => None,
+            };
+        }
+        Ok((total, UploadKind::Final { parts }))
+    }
+
+    // ---- status ---------------------------------------------------------
+
+    /// The upload's state. Takes the writer lock first, so a stale request of
+    /// the same client is stopped and its bytes counted before we answer.
+    pub async fn head(self: &Arc<Self>, id: UploadId) -> Result<UploadStatus, Error> {
+        let _guard = self.locks.acquire(id).await?;
+        self.status(id).await
+    }
+
+    async fn status(&self, id: UploadId) -> Result<UploadStatus, Error> {
+        let record = self.load(id).await?;
+        let final_parts = match &record.kind {
+            UploadKind::Final { parts } => Some(parts.clone()),
+            _ => None,
+        };
+        let offset = match (&record.kind, &record.state) {
+            (UploadKind::Final { .. }, UploadState::Receiving) => None,
+            _ => Some(record.offset),
+        };
+        Ok(UploadStatus {
+            id,
+            length: record.length,
+            offset,
+            expires_at: record.expires_at,
+            is_partial: matches!(record.kind, UploadKind::Partial),
+            final_parts,
+            commit: match record.state {
+                UploadState::Committed(info) => Some(info),
+                _ => None,
+            },
+            metadata: record.metadata,
+        })
+    }
+
+    /// Loads a record that exists and has not expired.
+    async fn load(&self, id: UploadId) -> Result<UploadRecord, Error> {
+        if self
+            .stopped
+            .lock()
+            .expect("stopped set poisoned")
+            .contains(&id)
+        {
+            return Err(Error::Stopped(id));
+        }
+        let staging = self.staging.clone();
+        let record = blocking(move || Ok(staging.get(&id)?))
+            .await?
+            .ok_or(Error::NotFound(id))?;
+        if record.expires_at.is_some_and(|at| at <= now_secs()) {
+            return Err(Error::Expired(id));
+        }
+        Ok(record)
+    }
+
+    // ---- chunks ---------------------------------------------------------
+
+    /// Appends one request body to an upload (PATCH, or the body of a
+    /// creation-with-upload POST).
+    pub async fn patch(
+        self: &Arc<Self>,
+        id: UploadId,
+        chunk: Chunk,
+        body: BodyStream,
+    ) -> Result<UploadStatus, Error> {
+        let mut guard = self.locks.acquire(id).await?;
+        let mut record = self.load(id).await?;
+        self.check_chunk(&mut record, &chunk)?;
+        if record.state != UploadState::Receiving {
+            // Complete already: only an empty chunk at the end is acceptable.
+            drop(guard);
+            return self.status(id).await;
+        }
+        let plan = self.plan_chunk(record, &chunk).await?;
+        let completes_partial = matches!(plan.record.kind, UploadKind::Partial);
+        let (tx, mut rx) = mpsc::channel(STAGE_QUEUE);
+        let staging = self.staging.clone();
+        let stage = tokio::task::spawn_blocking(move || {
+            let fallback = (plan.record.clone(), plan.sha256.clone());
+            match ChunkWriter::new(&staging, plan) {
+                Ok(writer) => writer.run(&mut rx),
+                Err(err) => Settled {
+                    record: fallback.0,
+                    sha256: fallback.1,
+                    outcome: Err(err),
+                },
+            }
+        });
+        let ending = self.pump(body, &tx, &mut guard).await;
+        // The stage may have stopped early (an error): then it no longer listens.
+        let _ = tx.send(StageMsg::End(ending)).await;
+        drop(tx);
+        let settled = stage.await.map_err(|e| Error::Task(e.to_string()))?;
+        self.absorb(id, settled)?;
+        drop(guard);
+        if completes_partial {
+            self.assemble_finals_waiting_on(id).await?;
+        }
+        self.status(id).await
+    }
+
+    /// Moves body frames to the write stage until the body ends, stalls, fails
+    /// or a newer request for the upload arrives.
+    async fn pump(
+        &self,
+        mut body: BodyStream,
+        tx: &mpsc::Sender<StageMsg>,
+        guard: &mut locks::UploadGuard<'_>,
+    ) -> Ending {
+        let idle = self.config.body_idle_timeout;
+        let mut trailer = None;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = guard.superseded() => return Ending::Interrupted(Error::Superseded(guard_id(guard))),
+                next = tokio::time::timeout(idle, body.next()) => next,
+            };
+            match next {
+                Err(_) => return Ending::Interrupted(Error::BodyIdle(idle)),
+                Ok(None) => return Ending::Complete { trailer },
+                Ok(Some(Err(err))) => return Ending::Interrupted(err.into()),
+                Ok(Some(Ok(BodyChunk::TrailerChecksum(c)))) => trailer = Some(c),
+                Ok(Some(Ok(BodyChunk::Data(bytes)))) => {
+                    if tx.send(StageMsg::Data(bytes)).await.is_err() {
+                        // The stage failed; its own error is the answer.
+                        return Ending::Complete { trailer };
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_chunk(&self, record: &mut UploadRecord, chunk: &Chunk) -> Result<(), Error> {
+        let id = record.id;
+        if matches!(record.kind, UploadKind::Final { .. }) {
+            return Err(Error::PatchOnFinal(id));
+        }
+        if chunk.offset != record.offset {
+            return Err(Error::OffsetMismatch {
+                id,
+                expected: record.offset,
+                got: chunk.offset,
+            });
+        }
+        if let Some(length) = chunk.length {
+            match record.length {
+                Some(current) if current != length => {
+                    return Err(Error::LengthAlreadySet {
+                        id,
+                        length: current,
+                    });
+                }
+                Some(_) => {}
+                None if length < record.offset => {
+                    return Err(Error::LengthBelowOffset {
+                        id,
+                        length,
+                        offset: record.offset,
+                    });
+                }
+                None => {
+                    self.check_size(length)?;
+                    record.length = Some(length);
+                }
+            }
+        }
+        if record.state != UploadState::Receiving && chunk.content_length != Some(0) {
+            return Err(Error::AlreadyComplete(id));
+        }
+        let remaining = self.remaining(record);
+        if chunk.content_length.is_some_and(|len| len > remaining) {
+            return Err(Error::BodyTooLong { limit: remaining });
+        }
+        Ok(())
+    }
+
+    fn remaining(&self, record: &UploadRecord) -> u64 {
+        let end = record.length.unwrap_or(self.config.max_size);
+        end.saturating_sub(record.offset)
+    }
+
+    async fn plan_chunk(&self, record: UploadRecord, chunk: &Chunk) -> Result<ChunkPlan, Error> {
+        let keys = Arc::new(self.object_keys(&record).await?);
+        let staging = self.staging.clone();
+        let id = record.id;
+        let tail = blocking(move || Ok(staging.tail(&id)?)).await?;
+        let sha256 = self.digest_of_prefix(&record, &keys, tail.clone()).await?;
+        let checksum = match &chunk.checksum {
+            ChecksumRequest::None => ChecksumRule::None,
+            ChecksumRequest::Header(c) => ChecksumRule::Header(c.clone()),
+            ChecksumRequest::Trailer => ChecksumRule::Trailer,
+        };
+        // Checkpoints would make part of a chunk durable before it can be
+        // verified, and without a declared length a too-long body is only
+        // discovered at the end.
+        let checkpoint_every = match (&checksum, chunk.content_length) {
+            (ChecksumRule::None, Some(_)) => self.config.checkpoint_every,
+            _ => 0,
+        };
+        Ok(ChunkPlan {
+            limit: self.remaining(&record),
+            record,
+            tail,
+            keys,
+            sha256,
+            checksum,
+            checkpoint_every,
+            expiry_secs: self.config.expiry.as_secs(),
+        })
+    }
+
+    /// Records how a chunk settled: the digest for the next chunk, or a
+    /// fail-stop after a storage error.
+    fn absorb(&self, id: UploadId, settled: Settled) -> Result<(), Error> {
+        match &settled.outcome {
+            Err(Error::Staging(_)) | Err(Error::Crypto(_)) | Err(Error::Task(_)) => {
+                self.digests.lock().expect("digests poisoned").remove(&id);
+                self.stopped
+                    .lock()
+                    .expect("stopped set poisoned")
+                    .insert(id);
+            }
+            _ => {
+                let mut digests = self.digests.lock().expect("digests poisoned");
+                if settled.record.is_committed() {
+                    digests.remove(&id);
+                } else {
+                    digests.insert(id, (settled.record.offset, settled.sha256));
+                }
+            }
+        }
+        settled.outcome
+    }
+
+    async fn object_keys(&self, record: &UploadRecord) -> Result<ObjectKeys, Error> {
+        let kek = self.keyring.get(&record.key.kek)?;
+        let dek = kek.unwrap(&record.key, *record.id.as_bytes())?;
+        let staging = self.staging.clone();
+        let id = record.id;
+        let header = blocking(move || {
+            let file = staging.reader(&id)?;
+            let mut header = vec![0u8; seg1::HEADER_LEN];
+            file.read_at(0, &mut header).map_err(store::Error::Io)?;
+            Ok(header)
+        })
+        .await?;
+        Ok(ObjectKeys::open(&dek, *id.as_bytes(), &header)?)
+    }
+
+    /// The running digest of `[0, offset)`: kept from the previous chunk, or
+    /// rebuilt by replaying the staged bytes after a restart.
+    async fn digest_of_prefix(
+        &self,
+        record: &UploadRecord,
+        keys: &Arc<ObjectKeys>,
+        tail: Option<Vec<u8>>,
+    ) -> Result<Sha256, Error> {
+        let cached = self
+            .digests
+            .lock()
+            .expect("digests poisoned")
+            .get(&record.id)
+            .filter(|(offset, _)| *offset == record.offset)
+            .map(|(_, sha)| sha.clone());
+        if let Some(sha) = cached {
+            return Ok(sha);
+        }
+        let reader = self.staged_reader(record, keys.clone(), tail).await?;
+        blocking(move || {
+            let mut sha = Sha256::new();
+            reader.for_each_segment(|plain| {
+                sha.update(plain);
+                Ok(())
+            })?;
+            Ok(sha)
+        })
+        .await
+    }
+
+    async fn staged_reader(
+        &self,
+        record: &UploadRecord,
+        keys: Arc<ObjectKeys>,
+        tail: Option<Vec<u8>>,
+    ) -> Result<PlainReader, Error> {
+        let staging = self.staging.clone();
+        let id = record.id;
+        let file = blocking(move || Ok(staging.reader(&id)?)).await?;
+        let layout = Layout::Staged {
+            offset: record.offset,
+            tail: tail.map(Arc::new),
+        };
+        Ok(PlainReader::new(file, keys, layout))
+    }
+
+    /// Commits an upload whose bytes are all staged (length set by an empty
+    /// PATCH, a zero-length creation, or found complete at recovery).
+    async fn finish_complete(self: &Arc<Self>, id: UploadId) -> Result<(), Error> {
+        let chunk = Chunk {
+            offset: self.load(id).await?.offset,
+            length: None,
+            content_length: Some(0),
+            checksum: ChecksumRequest::None,
+        };
+        let empty: BodyStream = Box::pin(futures_util::stream::empty());
+        self.patch(id, chunk, empty).await.map(|_| ())
+    }
+
+    // ---- concatenation --------------------------------------------------
+
+    async fn assemble_finals_waiting_on(self: &Arc<Self>, part: UploadId) -> Result<(), Error> {
+        let waiting: Vec<UploadId> = self
+            .all_records()
+            .await?
+            .into_iter()
+            .filter(|r| !r.is_committed())
+            .filter(|r| matches!(&r.kind, UploadKind::Final { parts } if parts.contains(&part)))
+            .map(|r| r.id)
+            .collect();
+        for id in waiting {
+            self.assemble_if_ready(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Assembles a final concatenation once every part is complete: the parts'
+    /// plaintext passes once, in order, through the same write stage a PATCH
+    /// uses, so the object is hashed and sealed under its own key.
+    async fn assemble_if_ready(self: &Arc<Self>, id: UploadId) -> Result<(), Error> {
+        let _guard = self.locks.acquire(id).await?;
+        let record = self.load(id).await?;
+        let UploadKind::Final { parts } = &record.kind else {
+            return Ok(());
+        };
+        if record.is_committed() {
+            return Ok(());
+        }
+        let mut readers = Vec::with_capacity(parts.len());
+        let mut total = 0u64;
+        for part in parts {
+            let part_record = self.load(*part).await?;
+            if part_record.state != UploadState::PartComplete {
+                return Ok(());
+            }
+            total += part_record.offset;
+            let keys = Arc::new(self.object_keys(&part_record).await?);
+            let staging = self.staging.clone();
+            let part_id = *part;
+            let tail = blocking(move || Ok(staging.tail(&part_id)?)).await?;
+            readers.push(self.staged_reader(&part_record, keys, tail).await?);
+        }
+        let mut record = record;
+        record.length = Some(total);
+        self.check_size(total)?;
+        let keys = Arc::new(self.object_keys(&record).await?);
+        let plan = ChunkPlan {
+            limit: total,
+            record,
+            tail: None,
+            keys,
+            sha256: Sha256::new(),
+            checksum: ChecksumRule::None,
+            checkpoint_every: 0,
+            expiry_secs: self.config.expiry.as_secs(),
+        };
+        let staging = self.staging.clone();
+        let settled = blocking(move || {
+            let mut writer = ChunkWriter::new(&staging, plan)?;
+            let fed = readers.iter().try_for_each(|reader| {
+                reader.for_each_segment(|plain| writer.push(plain).map_err(into_store_error))
+            });
+            let outcome = match fed {
+                Ok(()) => writer.settle(Ending::Complete { trailer: None }),
+                Err(err) => Err(Error::Store(err)),
+            };
+            Ok(writer.into_settled(outcome))
+        })
+        .await?;
+        self.absorb(id, settled)
+    }
+
+    // ---- termination and expiry -----------------------------------------
+
+    /// Removes an upload or object; its wrapped key goes with the record, so
+    /// its bytes are unreadable from then on.
+    pub async fn terminate(self: &Arc<Self>, id: UploadId) -> Result<(), Error> {
+        let _guard = self.locks.acquire(id).await?;
+        let staging = self.staging.clone();
+        blocking(move || match staging.get(&id)? {
+            Some(_) => Ok(staging.remove(&id)?),
+            None => Err(Error::NotFound(id)),
+        })
+        .await?;
+        self.digests.lock().expect("digests poisoned").remove(&id);
+        Ok(())
+    }
+
+    /// Removes unfinished uploads whose expiry has passed. Skips uploads a
+    /// request is working on.
+    pub async fn sweep_expired(self: &Arc<Self>) -> Result<usize, Error> {
+        let now = now_secs();
+        let expired: Vec<UploadId> = self
+            .all_records()
+            .await?
+            .into_iter()
+            .filter(|r| r.expires_at.is_some_and(|at| at <= now))
+            .map(|r| r.id)
+            .collect();
+        let mut removed = 0;
+        for id in expired {
+            if self.locks.is_held(&id) {
+                continue;
+            }
+            let staging = self.staging.clone();
+            blocking(move || Ok(staging.remove(&id)?)).await?;
+            self.digests.lock().expect("digests poisoned").remove(&id);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    // ---- downloads ------------------------------------------------------
+
+    /// Opens a committed object for reading.
+    pub async fn open_object(&self, id: UploadId) -> Result<Download, Error> {
+        let record = self.load(id).await?;
+        let UploadState::Committed(commit) = &record.state else {
+            return Err(Error::NotDownloadable(id));
+        };
+        let length = record.offset;
+        let keys = Arc::new(self.object_keys(&record).await?);
+        let staging = self.staging.clone();
+        let file = blocking(move || Ok(staging.reader(&id)?)).await?;
+        Ok(Download {
+            id,
+            length,
+            sha256: commit.sha256.clone(),
+            committed_at: commit.committed_at,
+            filename: metadata_text(&record, "filename"),
+            content_type: metadata_text(&record, "filetype")
+                .or_else(|| metadata_text(&record, "content_type")),
+            reader: Arc::new(PlainReader::new(file, keys, Layout::Committed { length })),
+        })
+    }
+}
+
+fn into_store_error(err: Error) -> store::Error {
+    match err {
+        Error::Store(e) => e,
+        other => store::Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+fn guard_id(guard: &locks::UploadGuard<'_>) -> UploadId {
+    guard.id()
+}
+
+/// A metadata value as text, when it is valid base64 of valid UTF-8.
+fn metadata_text(record: &UploadRecord, key: &str) -> Option<String> {
+    use base64::Engine;
+    let encoded = record.metadata_value(key)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// A committed object opened for reading.
+pub struct Download {
+    pub id: UploadId,
+    pub length: u64,
+    /// SHA-256 of the plaintext, hex.
+    pub sha256: String,
+    pub committed_at: u64,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    reader: Arc<PlainReader>,
+}
+
+/// Decrypted chunks in flight per download: the backpressure window.
+const DOWNLOAD_QUEUE: usize = 2;
+
+impl Download {
+    /// Streams `range` of the plaintext, verified segment by segment.
+    pub fn stream(&self, range: ByteRange) -> mpsc::Receiver<Result<Bytes, store::Error>> {
+        let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || reader.stream(range, &tx));
+        rx
+    }
+}

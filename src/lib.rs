@@ -1,0 +1,20 @@
+//! Strongroom: a self-hosted storage appliance. Clients upload over tus 1.0;
+//! bytes are sealed (SEG1) into durable staging as they arrive and commit
+//! atomically into objects that stream back with Range support.
+//!
+//! Data flows one way: server → tus → ingest → {staging, store, crypto}.
+
+pub mod admin;
+pub mod appliance;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod disk;
+pub mod id;
+pub mod ingest;
+pub mod server;
+pub mod shutdown;
+pub mod staging;
+pub mod store;
+pub mod telemetry;
+pub mod tus;

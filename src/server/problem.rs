@@ -1,0 +1,184 @@
+//! Every error the public API can answer with, mapped to its HTTP status and
+//! stable code in one place. Bodies are RFC 9457 `application/problem+json`.
+//! A 500 says only "internal error" and the request id; the cause is logged
+//! once, here.
+//!
+//! The codes are a public contract (README "Error codes"): never rename one.
+
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::ingest::{self, BodyError};
+use crate::store;
+use crate::tus::{self, ParseError};
+
+/// A client-facing error: status, stable code, human detail.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+    request_id: &'a str,
+}
+
+/// 460 is tus's "Checksum Mismatch".
+pub const CHECKSUM_MISMATCH: u16 = 460;
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn internal(cause: &dyn std::fmt::Display) -> Problem {
+        tracing::error!(error = %cause, "internal error");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    pub fn route_not_found() -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "route_not_found", "no such endpoint")
+    }
+
+    pub fn method_not_allowed(method: &http::Method) -> Problem {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("method {method} is not allowed here"),
+        )
+    }
+
+    pub fn invalid_id() -> Problem {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "invalid_upload_id",
+            "not an upload id (expected 32 lowercase hex digits)",
+        )
+    }
+
+    pub fn range_not_satisfiable(length: u64) -> Problem {
+        Problem::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("the range lies outside the object's {length} bytes"),
+        )
+    }
+
+    pub fn body_json(&self, request_id: &str) -> Vec<u8> {
+        let title = self
+            .status
+            .canonical_reason()
+            .unwrap_or("Checksum Mismatch");
+        let body = ProblemBody {
+            kind: format!("urn:strongroom:error:{}", self.code),
+            title,
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+            request_id,
+        };
+        serde_json::to_vec(&body).expect("problem serialises")
+    }
+}
+
+impl From<tus::Error> for Problem {
+    fn from(err: tus::Error) -> Problem {
+        match err {
+            tus::Error::Parse(e) => from_parse(e),
+            tus::Error::Ingest(e) => e.into(),
+        }
+    }
+}
+
+fn from_parse(err: ParseError) -> Problem {
+    use ParseError as P;
+    let (status, code) = match &err {
+        P::MissingTusResumable | P::UnsupportedVersion { .. } => {
+            (StatusCode::PRECONDITION_FAILED, "tus_version_unsupported")
+        }
+        P::MissingHeader(_) => (StatusCode::BAD_REQUEST, "missing_header"),
+        P::InvalidNumber { .. } | P::ConflictingLength => {
+            (StatusCode::BAD_REQUEST, "invalid_number")
+        }
+        P::LengthAndDeferBoth | P::InvalidDeferLength | P::MissingLength => {
+            (StatusCode::BAD_REQUEST, "invalid_upload_length")
+        }
+        P::InvalidMetadata(_) => (StatusCode::BAD_REQUEST, "invalid_metadata"),
+        P::UnsupportedContentType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+        ),
+        P::InvalidChecksum(_) | P::ChecksumHeaderAndTrailer => {
+            (StatusCode::BAD_REQUEST, "invalid_checksum")
+        }
+        P::UnsupportedChecksumAlgorithm { .. } => {
+            (StatusCode::BAD_REQUEST, "checksum_algorithm_unsupported")
+        }
+        P::InvalidConcat(_) => (StatusCode::BAD_REQUEST, "invalid_concat"),
+        P::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        P::InvalidMethodOverride => (StatusCode::BAD_REQUEST, "invalid_method_override"),
+    };
+    Problem::new(status, code, err.to_string())
+}
+
+impl From<ingest::Error> for Problem {
+    fn from(err: ingest::Error) -> Problem {
+        use ingest::Error as I;
+        let (status, code) = match &err {
+            I::NotFound(_) => (StatusCode::NOT_FOUND, "upload_not_found"),
+            I::Expired(_) => (StatusCode::GONE, "upload_expired"),
+            I::OffsetMismatch { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
+            I::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large"),
+            I::BodyTooLong { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_exceeds_upload_length"),
+            I::LengthAlreadySet { .. } | I::LengthBelowOffset { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_upload_length")
+            }
+            I::ChecksumMismatch { .. } | I::MissingTrailerChecksum => (
+                StatusCode::from_u16(CHECKSUM_MISMATCH).expect("460 is a valid status"),
+                "checksum_mismatch",
+            ),
+            I::PatchOnFinal(_) => (StatusCode::FORBIDDEN, "final_upload_immutable"),
+            I::AlreadyComplete(_) => (StatusCode::CONFLICT, "upload_complete"),
+            I::InvalidConcat(_) => (StatusCode::BAD_REQUEST, "invalid_concat"),
+            I::Locked(_) => (StatusCode::LOCKED, "upload_locked"),
+            I::Superseded(_) => (StatusCode::CONFLICT, "upload_superseded"),
+            I::NotDownloadable(_) => (StatusCode::NOT_FOUND, "object_not_found"),
+            I::Stopped(_) => (StatusCode::SERVICE_UNAVAILABLE, "upload_stopped"),
+            I::Body(BodyError::Disconnected(_)) => (StatusCode::BAD_REQUEST, "body_incomplete"),
+            I::Body(BodyError::BadTrailer(_)) => (StatusCode::BAD_REQUEST, "invalid_checksum"),
+            I::BodyIdle(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            I::Shutdown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            I::Staging(e) if e.is_storage_full() => {
+                (StatusCode::INSUFFICIENT_STORAGE, "storage_full")
+            }
+            I::Staging(_) | I::Crypto(_) | I::Store(_) | I::Task(_) => {
+                return Problem::internal(&err);
+            }
+        };
+        Problem::new(status, code, err.to_string())
+    }
+}
+
+impl From<store::Error> for Problem {
+    fn from(err: store::Error) -> Problem {
+        match err {
+            store::Error::Io(_) | store::Error::Crypto(_) => Problem::internal(&err),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Paths to endpoints. Ids are parsed here, strictly, so no handler ever sees
+//! a raw path segment (`..`, `%2e%2e`, NUL and friends never parse).
+
+use crate::id::{InvalidId, UploadId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/files` — the tus creation endpoint.
+    Collection,
+    /// `/files/{id}` — an upload (tus), and its object once committed.
+    Upload(Result<UploadId, InvalidId>),
+    /// `/objects/{id}` — a committed object.
+    Object(Result<UploadId, InvalidId>),
+    Unknown,
+}
+
+impl Endpoint {
+    pub fn is_tus(&self) -> bool {
+        matches!(self, Endpoint::Collection | Endpoint::Upload(_))
+    }
+}
+
+pub fn route(path: &str) -> Endpoint {
+    match path {
+        "/files" | "/files/" => return Endpoint::Collection,
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/files/") {
+        return Endpoint::Upload(rest.parse());
+    }
+    if let Some(rest) = path.strip_prefix("/objects/") {
+        return Endpoint::Object(rest.parse());
+    }
+    Endpoint::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_tus_and_object_paths() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(route("/files/"), Endpoint::Collection);
+        assert_eq!(
+            route(&format!("/files/{id}")),
+            Endpoint::Upload(Ok(id.parse().unwrap()))
+        );
+        assert_eq!(
+            route(&format!("/objects/{id}")),
+            Endpoint::Object(Ok(id.parse().unwrap()))
+        );
+        assert_eq!(route("/elsewhere"), Endpoint::Unknown);
+    }
+
+    #[test]
+    fn hostile_ids_never_parse() {
+        for path in [
+            "/files/..",
+            "/files/%2e%2e",
+            "/files/a/b",
+            "/objects/../../etc/passwd",
+        ] {
+            assert!(
+                matches!(
+                    route(path),
+                    Endpoint::Upload(Err(_)) | Endpoint::Object(Err(_))
+                ),
+                "{path}"
+            );
+        }
+    }
+}

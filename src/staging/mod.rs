@@ -1,0 +1,319 @@
+//! Staging store. Owns all sled access (the index) and the segment files that
+//! hold sealed bytes, tail records, start-up recovery and expiry removal.
+//! Never runs plugins, never sees HTTP, never encrypts: callers hand it bytes
+//! that are already sealed.
+//!
+//! All methods block (file I/O, fsync, index flush): call them from blocking
+//! threads.
+//!
+//! Durability rule: a segment file's bytes are synced before the record that
+//! counts them is written, and `Index::put` flushes before it returns. So a
+//! record never claims bytes the file may not have, and a file may only ever
+//! hold *more* than its record claims, which recovery truncates.
+
+mod index;
+mod record;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::crypto::seg1;
+use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::id::UploadId;
+
+pub use index::TailChange;
+pub use record::{CommitInfo, UploadKind, UploadRecord, UploadState};
+
+use index::Index;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("staging {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("staging index: {0}")]
+    Index(#[from] sled::Error),
+    #[error("staging index: {0}")]
+    Corrupt(String),
+    #[error("upload {0} is already staged")]
+    AlreadyExists(UploadId),
+}
+
+impl Error {
+    /// True when the failure is the disk being full, which clients see as 507
+    /// rather than an internal error.
+    pub fn is_storage_full(&self) -> bool {
+        let io_error = match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Index(sled::Error::Io(source)) => Some(source),
+            _ => None,
+        };
+        io_error
+            .is_some_and(|e| e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28))
+    }
+}
+
+fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+pub struct Staging {
+    disk: Arc<dyn Disk>,
+    index: Index,
+    segments_dir: PathBuf,
+}
+
+/// What start-up recovery found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub uploads: usize,
+    pub objects: usize,
+    /// Segment files cut back to what their record acknowledges.
+    pub truncated: usize,
+    /// Segment files with no record (a creation or removal interrupted).
+    pub orphans_removed: usize,
+    /// Records whose segment file is shorter than they claim.
+    pub damaged: Vec<UploadId>,
+}
+
+impl Staging {
+    pub fn open(data_dir: &Path, disk: Arc<dyn Disk>) -> Result<Staging, Error> {
+        let segments_dir = data_dir.join("segments");
+        disk.create_dir_all(&segments_dir)
+            .map_err(io_error("create", &segments_dir))?;
+        let index = Index::open(&data_dir.join("index"))?;
+        Ok(Staging {
+            disk,
+            index,
+            segments_dir,
+        })
+    }
+
+    pub fn segment_path(&self, id: &UploadId) -> PathBuf {
+        let name = id.to_string();
+        self.segments_dir
+            .join(&name[..2])
+            .join(format!("{name}.seg"))
+    }
+
+    /// Creates the segment file with its header, then the record. The file
+    /// comes first so a crash leaves at worst an orphan file, never a record
+    /// without its file.
+    pub fn create(&self, record: &UploadRecord, header: &[u8]) -> Result<(), Error> {
+        let path = self.segment_path(&record.id);
+        let dir = path.parent().expect("segment path has a parent");
+        self.disk
+            .create_dir_all(dir)
+            .map_err(io_error("create", dir))?;
+        let file = match self.disk.open(&path, OpenMode::CreateNew) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(record.id));
+            }
+            other => other.map_err(io_error("create", &path))?,
+        };
+        file.write_at(0, header).map_err(io_error("write", &path))?;
+        file.sync().map_err(io_error("fsync", &path))?;
+        self.disk.sync_dir(dir).map_err(io_error("fsync", dir))?;
+        self.index.put(record, TailChange::Remove)
+    }
+
+    pub fn get(&self, id: &UploadId) -> Result<Option<UploadRecord>, Error> {
+        self.index.get(id)
+    }
+
+    pub fn tail(&self, id: &UploadId) -> Result<Option<Vec<u8>>, Error> {
+        self.index.tail(id)
+    }
+
+    /// Durably replaces the record (and its tail). The caller has synced any
+    /// segment the record counts.
+    pub fn put(&self, record: &UploadRecord, tail: TailChange) -> Result<(), Error> {
+        self.index.put(record, tail)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = Result<UploadRecord, Error>> + '_ {
+        self.index.records()
+    }
+
+    /// Opens the segment file to append after the record's full segments.
+    pub fn writer(&self, record: &UploadRecord) -> Result<SegmentWriter, Error> {
+        let path = self.segment_path(&record.id);
+        let file = self
+            .disk
+            .open(&path, OpenMode::ReadWrite)
+            .map_err(io_error("open", &path))?;
+        Ok(SegmentWriter {
+            file,
+            path,
+            next_index: record.offset / seg1::SEGMENT_SIZE as u64,
+        })
+    }
+
+    /// Opens the segment file for reading (downloads, replays).
+    pub fn reader(&self, id: &UploadId) -> Result<Arc<dyn DiskFile>, Error> {
+        let path = self.segment_path(id);
+        self.disk
+            .open(&path, OpenMode::Read)
+            .map_err(io_error("open", &path))
+    }
+
+    /// Removes an upload: the record and tail first (which destroys the wrapped
+    /// data key, so the bytes are unreadable from then on), then the file.
+    pub fn remove(&self, id: &UploadId) -> Result<(), Error> {
+        self.index.remove(id)?;
+        let path = self.segment_path(id);
+        self.disk.remove(&path).map_err(io_error("remove", &path))
+    }
+
+    /// Reconciles the index with the segment files after a start or a crash:
+    /// files longer than their record are cut back, files with no record are
+    /// removed, records whose file is short are reported as damaged.
+    pub fn recover(&self) -> Result<RecoveryReport, Error> {
+        let mut report = RecoveryReport::default();
+        let mut known = std::collections::HashSet::new();
+        for record in self.index.records() {
+            let record = record?;
+            known.insert(self.segment_path(&record.id));
+            if record.is_committed() {
+                report.objects += 1;
+            } else {
+                report.uploads += 1;
+            }
+            self.reconcile_file(&record, &mut report)?;
+        }
+        self.remove_orphans(&known, &mut report)?;
+        Ok(report)
+    }
+
+    fn reconcile_file(
+        &self,
+        record: &UploadRecord,
+        report: &mut RecoveryReport,
+    ) -> Result<(), Error> {
+        let path = self.segment_path(&record.id);
+        let file = match self.disk.open(&path, OpenMode::ReadWrite) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                report.damaged.push(record.id);
+                return Ok(());
+            }
+            Err(e) => return Err(io_error("open", &path)(e)),
+        };
+        let actual = file.size().map_err(io_error("stat", &path))?;
+        let expected = expected_file_len(record);
+        if actual > expected {
+            file.set_len(expected)
+                .map_err(io_error("truncate", &path))?;
+            file.sync().map_err(io_error("fsync", &path))?;
+            report.truncated += 1;
+        } else if actual < expected {
+            report.damaged.push(record.id);
+        }
+        Ok(())
+    }
+
+    fn remove_orphans(
+        &self,
+        known: &std::collections::HashSet<PathBuf>,
+        report: &mut RecoveryReport,
+    ) -> Result<(), Error> {
+        let fanout = self
+            .disk
+            .list(&self.segments_dir)
+            .map_err(io_error("list", &self.segments_dir))?;
+        for dir in fanout {
+            let files = self.disk.list(&dir).map_err(io_error("list", &dir))?;
+            for path in files {
+                if !known.contains(&path) {
+                    self.disk.remove(&path).map_err(io_error("remove", &path))?;
+                    report.orphans_removed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts of what staging holds, for leak checks and metrics.
+    pub fn census(&self) -> Result<Census, Error> {
+        let mut census = Census {
+            tails: self.index.tail_count(),
+            ..Census::default()
+        };
+        for record in self.index.records() {
+            census.records += 1;
+            if record?.is_committed() {
+                census.objects += 1;
+            }
+        }
+        for dir in self
+            .disk
+            .list(&self.segments_dir)
+            .map_err(io_error("list", &self.segments_dir))?
+        {
+            census.files += self.disk.list(&dir).map_err(io_error("list", &dir))?.len();
+        }
+        Ok(census)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    pub records: usize,
+    pub objects: usize,
+    pub tails: usize,
+    pub files: usize,
+}
+
+/// The segment-file length a record accounts for.
+pub fn expected_file_len(record: &UploadRecord) -> u64 {
+    match (&record.state, record.length) {
+        (UploadState::Committed(_), Some(length)) => seg1::committed_file_len(length),
+        _ => seg1::segment_offset(record.offset / seg1::SEGMENT_SIZE as u64),
+    }
+}
+
+/// Appends sealed segments to one upload's segment file. Positions follow
+/// from segment indexes, so re-sealing an index after a rewind overwrites in
+/// place.
+pub struct SegmentWriter {
+    file: Arc<dyn DiskFile>,
+    path: PathBuf,
+    next_index: u64,
+}
+
+impl SegmentWriter {
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Appends `count` sealed segments laid out back to back in `sealed`.
+    pub fn append(&mut self, sealed: &[u8], count: u64) -> Result<(), Error> {
+        self.file
+            .write_at(seg1::segment_offset(self.next_index), sealed)
+            .map_err(io_error("write", &self.path))?;
+        self.next_index += count;
+        Ok(())
+    }
+
+    pub fn sync(&self) -> Result<(), Error> {
+        self.file.sync().map_err(io_error("fsync", &self.path))
+    }
+
+    /// Drops every segment from `index` on (a discarded chunk) durably.
+    pub fn rewind(&mut self, index: u64) -> Result<(), Error> {
+        self.file
+            .set_len(seg1::segment_offset(index))
+            .map_err(io_error("truncate", &self.path))?;
+        self.file.sync().map_err(io_error("fsync", &self.path))?;
+        self.next_index = index;
+        Ok(())
+    }
+}
