@@ -126,6 +126,7 @@ fn ingest_config(config: &Config) -> IngestConfig {
         lock_wait: config.uploads.lock_wait,
         body_idle_timeout: config.server.body_idle_timeout,
         checkpoint_every: config.storage.checkpoint_every.as_u64(),
+        memory_budget: config.storage.memory_budget.as_u64(),
         aead: if config.storage.chacha20 {
             Aead::ChaCha20Poly1305
         } else {

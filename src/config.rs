@@ -205,6 +205,13 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_exactly_the_embedded_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/strongroom.toml");
+        let example = Config::load(&path).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
     fn human_sizes_and_durations() {
         let config = parse("[uploads]\nmax_size = \"2GiB\"\nexpiry = \"90m\"\n").unwrap();
         assert_eq!(config.uploads.max_size.as_u64(), 2 << 30);

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::crypto::{self, Aead, DigestAlgorithm, LocalKeyring, ObjectKeys, Sha256, seg1};
 use crate::id::UploadId;
@@ -172,6 +172,12 @@ pub struct IngestConfig {
     pub body_idle_timeout: Duration,
     pub checkpoint_every: u64,
     pub aead: Aead,
+    /// Bytes of plaintext all uploads together may hold in flight.
+    pub memory_budget: u64,
+}
+
+fn budget_units(bytes: u64) -> usize {
+    bytes.div_ceil(1024) as usize
 }
 
 /// Frames queued between the request task and its write stage. Depth bounds
@@ -188,6 +194,9 @@ pub struct Ingest {
     digests: Mutex<HashMap<UploadId, (u64, Sha256)>>,
     /// Uploads stopped by a storage error (fail-stop until restart).
     stopped: Mutex<HashSet<UploadId>>,
+    /// Plaintext in flight across all uploads, in KiB: a frame is reserved
+    /// before it is queued, so memory stays bounded however many clients send.
+    memory: Arc<Semaphore>,
 }
 
 pub fn now_secs() -> u64 {
@@ -212,12 +221,23 @@ impl Ingest {
     ) -> Arc<Ingest> {
         Arc::new(Ingest {
             locks: UploadLocks::new(config.lock_wait),
-            config,
             staging,
             keyring,
             digests: Mutex::new(HashMap::new()),
             stopped: Mutex::new(HashSet::new()),
+            memory: Arc::new(Semaphore::new(budget_units(config.memory_budget))),
+            config,
         })
+    }
+
+    /// Waits until `len` bytes fit in the memory budget.
+    async fn reserve(&self, len: usize) -> OwnedSemaphorePermit {
+        let units = budget_units(len as u64).clamp(1, budget_units(self.config.memory_budget));
+        self.memory
+            .clone()
+            .acquire_many_owned(units as u32)
+            .await
+            .expect("the memory budget semaphore is never closed")
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -456,7 +476,8 @@ impl Ingest {
                 Ok(Some(Err(err))) => return Ending::Interrupted(err.into()),
                 Ok(Some(Ok(BodyChunk::TrailerChecksum(c)))) => trailer = Some(c),
                 Ok(Some(Ok(BodyChunk::Data(bytes)))) => {
-                    if tx.send(StageMsg::Data(bytes)).await.is_err() {
+                    let budget = self.reserve(bytes.len()).await;
+                    if tx.send(StageMsg::Data(bytes, budget)).await.is_err() {
                         // The stage failed; its own error is the answer.
                         return Ending::Complete { trailer };
                     }

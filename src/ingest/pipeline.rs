@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::crypto::{DigestAlgorithm, Hasher, ObjectKeys, Sha256, seg1};
 use crate::staging::{
@@ -22,7 +22,8 @@ use super::{ChunkChecksum, Error, now_secs};
 const SEGMENTS_PER_WRITE: usize = 4;
 
 pub enum StageMsg {
-    Data(Bytes),
+    /// A frame and its share of the memory budget, released once sealed.
+    Data(Bytes, OwnedSemaphorePermit),
     End(Ending),
 }
 
@@ -119,7 +120,7 @@ impl<'a> ChunkWriter<'a> {
     pub fn run(mut self, rx: &mut mpsc::Receiver<StageMsg>) -> Settled {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                StageMsg::Data(bytes) => {
+                StageMsg::Data(bytes, _budget) => {
                     if let Err(err) = self.push(&bytes) {
                         let outcome = self.fail(err);
                         return self.into_settled(outcome);

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod feed;
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
