@@ -255,13 +255,13 @@ impl Ingest {
             .expect("stopped set poisoned")
             .extend(report.damaged.iter().copied());
         for record in self.all_records().await? {
-            let ready = !record.is_committed()
-                && !matches!(record.kind, UploadKind::Partial)
-                && record.length == Some(record.offset);
-            if ready && !matches!(record.kind, UploadKind::Final { .. }) {
-                self.finish_complete(record.id).await?;
-            } else if matches!(record.kind, UploadKind::Final { .. }) && !record.is_committed() {
-                self.assemble_if_ready(record.id).await?;
+            let receiving = record.state == UploadState::Receiving;
+            match &record.kind {
+                UploadKind::Final { .. } if receiving => self.assemble_if_ready(record.id).await?,
+                _ if receiving && record.length == Some(record.offset) => {
+                    self.finish_complete(record.id).await?;
+                }
+                _ => {}
             }
         }
         Ok(report)
@@ -674,7 +674,12 @@ impl Ingest {
             .map(|r| r.id)
             .collect();
         for id in waiting {
-            self.assemble_if_ready(id).await?;
+            // The part's own request succeeded; a final that cannot be
+            // assembled (a part terminated meanwhile) stays pending and
+            // expires, and says why in the log.
+            if let Err(err) = self.assemble_if_ready(id).await {
+                tracing::warn!(upload = %id, error = %err, "final concatenation not assembled");
+            }
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use strongroom::appliance::Appliance;
 use strongroom::config::Config;
-use strongroom::disk::OsDisk;
+use strongroom::disk::{Disk, OsDisk};
 
 pub const TUS: (&str, &str) = ("Tus-Resumable", "1.0.0");
 pub const OCTETS: (&str, &str) = ("Content-Type", "application/offset+octet-stream");
@@ -22,6 +22,7 @@ pub const OCTETS: (&str, &str) = ("Content-Type", "application/offset+octet-stre
 /// A running appliance with its own data directory.
 pub struct TestServer {
     pub appliance: Option<Appliance>,
+    pub disk: Arc<dyn Disk>,
     pub config: Config,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
@@ -34,6 +35,11 @@ impl TestServer {
 
     /// Starts with the test defaults, adjusted by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_on_disk(Arc::new(OsDisk), tweak).await
+    }
+
+    /// Starts with every staging file operation going through `disk`.
+    pub async fn start_on_disk(disk: Arc<dyn Disk>, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
         config.storage.data_dir = dir.path().join("data");
@@ -41,6 +47,7 @@ impl TestServer {
         tweak(&mut config);
         let mut server = TestServer {
             appliance: None,
+            disk,
             config,
             dir,
             http: reqwest::Client::builder()
@@ -55,7 +62,7 @@ impl TestServer {
     async fn boot(&mut self) {
         let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let appliance = Appliance::start_on(self.config.clone(), public, admin, Arc::new(OsDisk))
+        let appliance = Appliance::start_on(self.config.clone(), public, admin, self.disk.clone())
             .await
             .expect("appliance starts");
         self.appliance = Some(appliance);
