@@ -205,6 +205,13 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether an upload expiring at `expires_at` is gone at `now`. Both are
+/// whole seconds, so the second `expires_at` names still counts: an upload
+/// never expires before its full expiry period has passed.
+fn is_expired(expires_at: Option<u64>, now: u64) -> bool {
+    expires_at.is_some_and(|at| at < now)
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
@@ -402,7 +409,7 @@ impl Ingest {
         let record = blocking(move || Ok(staging.get(&id)?))
             .await?
             .ok_or(Error::NotFound(id))?;
-        if record.expires_at.is_some_and(|at| at <= now_secs()) {
+        if is_expired(record.expires_at, now_secs()) {
             return Err(Error::Expired(id));
         }
         Ok(record)
@@ -764,7 +771,7 @@ impl Ingest {
             .all_records()
             .await?
             .into_iter()
-            .filter(|r| r.expires_at.is_some_and(|at| at <= now))
+            .filter(|r| is_expired(r.expires_at, now))
             .map(|r| r.id)
             .collect();
         let mut removed = 0;

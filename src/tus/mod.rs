@@ -53,7 +53,7 @@ pub async fn handle(
     match request {
         TusRequest::Options => Ok(options(ingest)),
         TusRequest::Create(create) => creation(ingest, routes, create, body).await,
-        TusRequest::Head(id) => head(ingest, id).await,
+        TusRequest::Head(id) => head(ingest, routes, id).await,
         TusRequest::Patch(patch) => {
             let id = patch.id;
             let chunk = Chunk {
@@ -124,7 +124,7 @@ async fn creation(
     Ok(reply)
 }
 
-async fn head(ingest: &Arc<Ingest>, id: UploadId) -> Result<Reply, Error> {
+async fn head(ingest: &Arc<Ingest>, routes: &Routes, id: UploadId) -> Result<Reply, Error> {
     let status = ingest.head(id).await?;
     let mut reply = progress_reply(StatusCode::OK, &status);
     reply.headers.push(header("cache-control", "no-store"));
@@ -149,7 +149,11 @@ async fn head(ingest: &Arc<Ingest>, id: UploadId) -> Result<Reply, Error> {
         reply.headers.push(header("upload-concat", "partial"));
     }
     if let Some(parts) = &status.final_parts {
-        let list: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+        // tus lists the parts as upload URLs, not bare ids.
+        let list: Vec<String> = parts
+            .iter()
+            .map(|p| format!("{}{p}", routes.upload_prefix))
+            .collect();
         reply.headers.push(header(
             "upload-concat",
             &format!("final;{}", list.join(" ")),

@@ -47,7 +47,7 @@ pub fn spawn_patch(
 }
 
 impl Reply {
-    /// The upload offset a successful reply reports.
+    /// The upload offset a successful HEAD reports.
     #[track_caller]
     pub fn offset(&self) -> u64 {
         assert_eq!(self.status, StatusCode::OK, "HEAD failed: {self:?}");
