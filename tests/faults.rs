@@ -116,7 +116,7 @@ async fn an_fsync_error_is_never_acknowledged_and_stops_the_upload_until_restart
 }
 
 #[tokio::test]
-async fn a_full_disk_answers_507_and_service_resumes_when_space_returns() {
+async fn a_full_disk_answers_507_and_the_upload_resumes_when_space_returns() {
     let (server, fault) = server_with_switch().await;
     let kept = server.upload(&bytes(70_000, 22)).await.id().to_owned();
     let data = bytes(200_000, 23);
@@ -124,8 +124,11 @@ async fn a_full_disk_answers_507_and_service_resumes_when_space_returns() {
     fault.store(DISK_FULL, Ordering::SeqCst);
     up.patch(0, &data).await.assert_problem(507, "storage_full");
     fault.store(HEALTHY, Ordering::SeqCst);
-    // The failed chunk was never acknowledged; the upload goes on from 0 after
-    // a restart clears the fail-stop, and committed objects were untouched.
+    // The refused chunk was never acknowledged and was cut back; once space
+    // returns the same upload goes on without a restart.
+    up.head().await.assert_offset(0);
+    up.patch(0, &data).await.assert_offset(data.len() as u64);
+    assert_eq!(up.get().await.body, data);
     let reply = server
         .send("GET", &format!("/objects/{kept}"), &[], Vec::new())
         .await;

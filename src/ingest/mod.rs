@@ -92,7 +92,21 @@ impl Error {
             Error::BodyTooLong { .. }
                 | Error::ChecksumMismatch { .. }
                 | Error::MissingTrailerChecksum
-        )
+        ) || self.is_refused_write()
+    }
+
+    fn is_refused_write(&self) -> bool {
+        matches!(self, Error::Staging(e) if e.is_refused_write())
+    }
+
+    /// Storage errors after which the upload's on-disk state is unknown: the
+    /// upload stops (fail-stop) until a restart has reconciled it.
+    fn stops_upload(&self) -> bool {
+        match self {
+            Error::Staging(_) => !self.is_refused_write(),
+            Error::Crypto(_) | Error::Task(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -576,7 +590,7 @@ impl Ingest {
     /// fail-stop after a storage error.
     fn absorb(&self, id: UploadId, settled: Settled) -> Result<(), Error> {
         match &settled.outcome {
-            Err(Error::Staging(_)) | Err(Error::Crypto(_)) | Err(Error::Task(_)) => {
+            Err(err) if err.stops_upload() => {
                 self.digests.lock().expect("digests poisoned").remove(&id);
                 self.stopped
                     .lock()

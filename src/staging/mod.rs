@@ -55,6 +55,13 @@ impl Error {
         io_error
             .is_some_and(|e| e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28))
     }
+
+    /// A write the disk refused for lack of space. Nothing was acknowledged
+    /// and no sync failed, so the caller can cut the file back and carry on
+    /// once space returns (unlike an fsync error, which is fail-stop).
+    pub fn is_refused_write(&self) -> bool {
+        matches!(self, Error::Io { op: "write", .. }) && self.is_storage_full()
+    }
 }
 
 fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
@@ -119,7 +126,11 @@ impl Staging {
             }
             other => other.map_err(io_error("create", &path))?,
         };
-        file.write_at(0, header).map_err(io_error("write", &path))?;
+        if let Err(err) = file.write_at(0, header) {
+            // Leave no half-created file behind (disk full, most likely).
+            let _ = self.disk.remove(&path);
+            return Err(io_error("write", &path)(err));
+        }
         file.sync().map_err(io_error("fsync", &path))?;
         self.disk.sync_dir(dir).map_err(io_error("fsync", dir))?;
         self.index.put(record, TailChange::Remove)
