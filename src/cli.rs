@@ -40,4 +40,15 @@ pub enum Command {
     },
     /// Validate a config file and print the effective settings.
     CheckConfig { config: PathBuf },
+    /// Verify every stored object and staged upload (every segment's tag, the
+    /// file lengths, each object's SHA-256) on a data dir no server is using.
+    /// Exits 2 if anything is damaged.
+    Scrub {
+        /// The data dir (storage.data_dir).
+        #[arg(long, default_value = "./strongroom-data")]
+        data_dir: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }

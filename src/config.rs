@@ -180,7 +180,7 @@ impl Config {
     }
 }
 
-fn line_of(text: &str, byte_offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, byte_offset: usize) -> usize {
     let end = byte_offset.min(text.len());
     text.as_bytes()[..end]
         .iter()

@@ -12,6 +12,8 @@ pub mod crypto;
 pub mod disk;
 pub mod id;
 pub mod ingest;
+pub mod policy;
+pub mod sandbox;
 pub mod server;
 pub mod shutdown;
 pub mod staging;

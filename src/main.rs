@@ -4,6 +4,7 @@ use clap::Parser;
 use strongroom::appliance::Appliance;
 use strongroom::cli::{Cli, Command};
 use strongroom::config::Config;
+use strongroom::ingest::{Ingest, ScrubReport};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -35,7 +36,68 @@ fn main() -> anyhow::Result<()> {
             println!("{}: ok\n{parsed:#?}", config.display());
             Ok(())
         }
+        Command::Scrub { data_dir, json } => {
+            let report = scrub(&data_dir)?;
+            print_scrub(&report, json);
+            if !report.is_clean() {
+                std::process::exit(SCRUB_DAMAGED);
+            }
+            Ok(())
+        }
     }
+}
+
+/// Exit status of `strongroom scrub` when something is damaged (1 is left to
+/// errors that stopped the scrub itself).
+const SCRUB_DAMAGED: i32 = 2;
+
+fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let ingest = Ingest::open_offline(data_dir)?;
+        ingest
+            .scrub()
+            .await
+            .with_context(|| format!("scrubbing {}", data_dir.display()))
+    })
+}
+
+fn print_scrub(report: &ScrubReport, json: bool) {
+    if json {
+        let damaged: Vec<_> = report
+            .damaged
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.id.map(|id| id.to_string()),
+                    "kind": if d.committed { "object" } else { "upload" },
+                    "faults": d.faults.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "objects": report.objects,
+            "uploads": report.uploads,
+            "bytes_verified": report.bytes_verified,
+            "damaged": damaged,
+            "clean": report.is_clean(),
+        });
+        println!("{value}");
+        return;
+    }
+    for damage in &report.damaged {
+        println!("damaged {damage}");
+    }
+    println!(
+        "scrub: {} objects checked, {} staged uploads checked, {} bytes verified, {} damaged",
+        report.objects,
+        report.uploads,
+        report.bytes_verified,
+        report.damaged.len()
+    );
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

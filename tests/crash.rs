@@ -33,18 +33,31 @@ use tokio::time::Instant;
 
 use crate::support::{TUS, bytes as source_bytes, sha256_hex};
 
-/// Server kills with uploads in flight.
+/// Server kills with uploads in flight (`STRONGROOM_CRASH_KILLS` for the long
+/// run: `STRONGROOM_CRASH_KILLS=1000 cargo test --test main crash -- --nocapture`).
 const KILLS: usize = 12;
 /// Concurrent uploads while the server runs.
 const WORKERS: usize = 5;
-/// Uploads created over the whole test.
-const MAX_UPLOADS: usize = 100;
+/// Uploads created over the whole test, per kill.
+const UPLOADS_PER_KILL: usize = 8;
 /// New uploads per round (keeps work for later rounds).
 const NEW_PER_ROUND: usize = 10;
 const MAX_SIZE: u64 = 3 << 20;
 const SEGMENT: u64 = 65_536;
-/// Bound on the whole test.
-const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on the whole test: a base plus a share per kill.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT_PER_KILL: Duration = Duration::from_secs(5);
+
+fn kills() -> usize {
+    std::env::var("STRONGROOM_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(KILLS)
+}
+
+fn max_uploads() -> usize {
+    (kills() * UPLOADS_PER_KILL).max(100)
+}
 /// Bound on a start until `/readyz` answers 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -62,9 +75,10 @@ async fn acknowledged_bytes_and_commits_survive_sigkill() {
     eprintln!("crash test seed {seed} (rerun with STRONGROOM_CRASH_SEED={seed})");
     let dir = KeepOnPanic::new(seed);
     let test = Crash::new(seed, dir.path());
-    match tokio::time::timeout(TEST_TIMEOUT, test.run()).await {
+    let limit = TEST_TIMEOUT + TIMEOUT_PER_KILL * kills() as u32;
+    match tokio::time::timeout(limit, test.run()).await {
         Ok(summary) => eprintln!("crash test seed {seed}: {summary}"),
-        Err(_) => panic!("[crash seed {seed}] the test did not finish within {TEST_TIMEOUT:?}"),
+        Err(_) => panic!("[crash seed {seed}] the test did not finish within {limit:?}"),
     }
 }
 
@@ -147,7 +161,7 @@ impl Crash {
     async fn run(mut self) -> String {
         let mut stats = Stats::default();
         let mut server = self.start().await;
-        for round in 0..KILLS {
+        for round in 0..kills() {
             self.ledger().note(&format!("round {round}"));
             let ctx = Round::new(&self, &server, NEW_PER_ROUND);
             let workers = ctx.spawn_workers(&mut self.rng);
@@ -454,7 +468,7 @@ impl Round {
         let queue = (0..ledger.entries.len())
             .filter(|&i| !ledger.entries[i].committed)
             .collect();
-        let budget = new_uploads.min(MAX_UPLOADS.saturating_sub(ledger.entries.len()));
+        let budget = new_uploads.min(max_uploads().saturating_sub(ledger.entries.len()));
         drop(ledger);
         Arc::new(Round {
             base: format!("http://{}", server.public),

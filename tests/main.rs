@@ -4,11 +4,15 @@
 
 mod clients;
 mod crash;
+mod disk_full;
 mod downloads;
 mod faults;
 mod recovery;
 mod robustness;
+mod sandbox;
+mod simulation;
 mod smoke;
 mod support;
+mod tampering;
 mod tus_core;
 mod tus_extensions;

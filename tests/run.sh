@@ -4,8 +4,10 @@
 # Idempotent and non-interactive (CI=true, no stdin, root or not). On a fresh
 # machine it installs what the tests need (the tus client drivers via
 # tests/clients/setup.sh; rustfmt and clippy via rustup), then runs, in order:
-# cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test.
-# Everything builds into the one target/ dir (dev profile).
+# plugins/build.sh (the Wasm plugins from source), cargo fmt --check,
+# cargo clippy --all-targets -D warnings, cargo test.
+# Everything builds into the one target/ dir (dev profile); the plugins build
+# in plugins/target for wasm32.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,6 +46,9 @@ for component in rustfmt clippy; do
   fi
 done
 cargo --version
+
+section "plugins (plugins/build.sh)"
+plugins/build.sh
 
 section "cargo fmt --check"
 cargo fmt --check

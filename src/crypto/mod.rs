@@ -1,6 +1,6 @@
 //! Cryptography. The only user of ring: SEG1 segment sealing, key derivation,
-//! key wrapping, digests and randomness. Never touches sled, HTTP or the
-//! network.
+//! key wrapping, signature verification, digests and randomness. Never
+//! touches sled, HTTP or the network.
 //!
 //! Owns the SEG1 on-disk format (`seg1`), the envelope keys that protect each
 //! object's data key (`keys`) and the digests and randomness the rest of the
@@ -11,6 +11,7 @@
 mod digest;
 mod keys;
 pub mod seg1;
+mod sign;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ pub use seg1::{
     Aead, HEADER_LEN, NONCE_LEN, ObjectKeys, SEALED_SEGMENT_LEN, SEGMENT_SIZE, TAG_LEN,
     committed_file_len, sealed_len, segment_count, segment_offset,
 };
+pub use sign::ed25519_verify;
 
 /// Everything that can go wrong in this module. Messages name the thing that
 /// failed and never contain key material.

@@ -6,6 +6,7 @@
 
 mod locks;
 mod pipeline;
+mod scrub;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -24,6 +25,7 @@ use crate::store::{self, ByteRange, Layout, PlainReader};
 use locks::UploadLocks;
 use pipeline::{ChecksumRule, ChunkPlan, ChunkWriter, Ending, Settled, StageMsg};
 
+pub use scrub::{Damage, Fault, OpenError, ScrubReport};
 pub use staging::{Census, CommitInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +213,12 @@ pub struct Ingest {
     /// Plaintext in flight across all uploads, in KiB: a frame is reserved
     /// before it is queued, so memory stays bounded however many clients send.
     memory: Arc<Semaphore>,
+    /// Where new upload ids come from: the OS RNG unless a simulation set a
+    /// seeded source (`set_id_source`) so its runs replay exactly.
+    id_source: Mutex<Option<IdSource>>,
 }
+
+type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -247,8 +254,24 @@ impl Ingest {
             digests: Mutex::new(HashMap::new()),
             stopped: Mutex::new(HashSet::new()),
             memory: Arc::new(Semaphore::new(budget_units(config.memory_budget))),
+            id_source: Mutex::new(None),
             config,
         })
+    }
+
+    /// Replaces the OS RNG as the source of new upload ids, for deterministic
+    /// simulations and their replays. Keys and nonces stay random.
+    pub fn set_id_source(&self, source: impl FnMut() -> [u8; 16] + Send + 'static) {
+        *self.id_source.lock().expect("id source poisoned") = Some(Box::new(source));
+    }
+
+    fn new_id(&self) -> UploadId {
+        let mut source = self.id_source.lock().expect("id source poisoned");
+        UploadId::from_bytes(
+            source
+                .as_mut()
+                .map_or_else(crypto::random_array, |next| next()),
+        )
     }
 
     /// Waits until `len` bytes fit in the memory budget.
@@ -309,7 +332,7 @@ impl Ingest {
         if let Some(length) = length {
             self.check_size(length)?;
         }
-        let id = UploadId::from_bytes(crypto::random_array());
+        let id = self.new_id();
         let dek = crypto::Dek::generate();
         let keys = ObjectKeys::derive(&dek, *id.as_bytes(), self.config.aead);
         let now = now_secs();
@@ -330,11 +353,20 @@ impl Ingest {
         let header = keys.header_bytes().to_vec();
         let stored = record.clone();
         blocking(move || Ok(staging.create(&stored, &header)?)).await?;
-        match &record.kind {
-            UploadKind::Final { .. } => self.assemble_if_ready(id).await?,
-            UploadKind::Regular if length == Some(0) => self.finish_complete(id).await?,
-            UploadKind::Partial if length == Some(0) => self.finish_complete(id).await?,
-            _ => {}
+        let finished = match &record.kind {
+            UploadKind::Final { .. } => self.assemble_if_ready(id).await,
+            UploadKind::Regular if length == Some(0) => self.finish_complete(id).await,
+            UploadKind::Partial if length == Some(0) => self.finish_complete(id).await,
+            _ => Ok(()),
+        };
+        if let Err(err) = finished {
+            // The client gets an error and never learns the id: leave no
+            // record that recovery would roll forward into an object nobody
+            // can name. A file left behind is an orphan recovery removes.
+            let staging = self.staging.clone();
+            let _ = blocking(move || Ok(staging.remove(&id)?)).await;
+            self.digests.lock().expect("digests poisoned").remove(&id);
+            return Err(err);
         }
         self.status(id).await
     }
@@ -780,7 +812,12 @@ impl Ingest {
     /// Removes unfinished uploads whose expiry has passed. Skips uploads a
     /// request is working on.
     pub async fn sweep_expired(self: &Arc<Self>) -> Result<usize, Error> {
-        let now = now_secs();
+        self.sweep_expired_at(now_secs()).await
+    }
+
+    /// `sweep_expired` as of `now` (Unix seconds): lets a test sweep as if
+    /// the expiry period had passed, without waiting for it.
+    pub async fn sweep_expired_at(self: &Arc<Self>, now: u64) -> Result<usize, Error> {
         let expired: Vec<UploadId> = self
             .all_records()
             .await?
@@ -863,11 +900,19 @@ pub struct Download {
 const DOWNLOAD_QUEUE: usize = 2;
 
 impl Download {
-    /// Streams `range` of the plaintext, verified segment by segment.
+    /// Streams `range` of the plaintext, verified segment by segment; the
+    /// whole object is also checked against its SHA-256 before its last
+    /// chunk leaves (a Range cannot be, short of reading everything).
     pub fn stream(&self, range: ByteRange) -> mpsc::Receiver<Result<Bytes, store::Error>> {
         let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
         let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || reader.stream(range, &tx));
+        let whole = (range == ByteRange::full(self.length))
+            .then(|| hex::decode(&self.sha256).ok()?.try_into().ok())
+            .flatten();
+        tokio::task::spawn_blocking(move || match whole {
+            Some(sha256) => reader.stream_whole(sha256, &tx),
+            None => reader.stream(range, &tx),
+        });
         rx
     }
 }

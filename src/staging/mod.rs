@@ -96,6 +96,9 @@ impl Staging {
         let segments_dir = data_dir.join("segments");
         disk.create_dir_all(&segments_dir)
             .map_err(io_error("create", &segments_dir))?;
+        // A directory's name is durable only once its parent is synced.
+        disk.sync_dir(data_dir)
+            .map_err(io_error("fsync", data_dir))?;
         let index = Index::open(&data_dir.join("index"))?;
         Ok(Staging {
             disk,
@@ -120,6 +123,11 @@ impl Staging {
         self.disk
             .create_dir_all(dir)
             .map_err(io_error("create", dir))?;
+        // The fan-out directory may be new: make its name durable too, or a
+        // crash can take the synced file with it.
+        self.disk
+            .sync_dir(&self.segments_dir)
+            .map_err(io_error("fsync", &self.segments_dir))?;
         let file = match self.disk.open(&path, OpenMode::CreateNew) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(Error::AlreadyExists(record.id));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::crypto::{self, ObjectKeys, seg1};
+use crate::crypto::{self, ObjectKeys, Sha256, seg1};
 use crate::disk::DiskFile;
 
 pub use range::{ByteRange, RangeRequest, parse_range};
@@ -131,6 +131,52 @@ impl PlainReader {
             if tx.blocking_send(chunk).is_err() || failed {
                 return;
             }
+        }
+    }
+
+    /// Sends the whole plaintext of a committed object like
+    /// [`stream`](Self::stream), but holds the last chunk back until the
+    /// object is proven whole: the final segment opened (even when empty) and
+    /// the SHA-256 of everything sent equal to `sha256`, the digest recorded
+    /// at commit. Every tag verifies when a segment is a stale copy of its
+    /// own index (sealed for a chunk that was later discarded, then replayed
+    /// from an old copy of the file); only the digest tells. On a mismatch
+    /// the last chunk is replaced by an error, so a transfer of wrong bytes
+    /// never completes.
+    pub fn stream_whole(&self, sha256: [u8; 32], tx: &mpsc::Sender<Result<Bytes, Error>>) {
+        let Layout::Committed { length } = self.layout else {
+            return self.stream(ByteRange::full(self.len()), tx);
+        };
+        // The last segment holding data; the final segment may be empty.
+        let last_data = length.saturating_sub(1) / SEGMENT;
+        let mut digest = Sha256::new();
+        let mut held: Option<Bytes> = None;
+        for index in 0..seg1::segment_count(length) {
+            let plain = match self.segment(index) {
+                Ok(plain) => plain,
+                Err(err) => {
+                    let _ = tx.blocking_send(Err(err));
+                    return;
+                }
+            };
+            digest.update(&plain);
+            if index < last_data {
+                if tx.blocking_send(Ok(plain)).is_err() {
+                    return;
+                }
+            } else if !plain.is_empty() {
+                held = Some(plain);
+            }
+        }
+        let last = if digest.finish() == sha256 {
+            held.map(Ok)
+        } else {
+            Some(Err(Error::Crypto(crypto::Error::Integrity {
+                what: "object digest (SHA-256 differs from the committed one)".into(),
+            })))
+        };
+        if let Some(last) = last {
+            let _ = tx.blocking_send(last);
         }
     }
 

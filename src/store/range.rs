@@ -46,7 +46,16 @@ pub fn parse_range(value: &str, length: u64) -> RangeRequest {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return RangeRequest::Full;
     };
-    match (parse_digits(first), parse_digits(last)) {
+    // An empty last-byte-pos means "to the end"; a malformed one makes the
+    // whole header invalid, never "to the end".
+    let last = match last {
+        "" => None,
+        text => match parse_last(text) {
+            Some(last) => Some(last),
+            None => return RangeRequest::Full,
+        },
+    };
+    match (parse_digits(first), last) {
         (Some(start), last) if first.len() == first.trim().len() => from_start(start, last, length),
         (None, Some(suffix)) if first.is_empty() => suffix_range(suffix, length),
         _ => RangeRequest::Full,
@@ -76,6 +85,15 @@ fn suffix_range(suffix: u64, length: u64) -> RangeRequest {
     })
 }
 
+/// A last-byte-pos or suffix-length: any run of digits (leading zeros
+/// included). A value past u64 is past any length, so it saturates.
+fn parse_last(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
 fn parse_digits(text: &str) -> Option<u64> {
     if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -98,6 +116,10 @@ mod tests {
         assert_eq!(parse_range("bytes=-3", 10), partial(7, 10));
         assert_eq!(parse_range("bytes=8-100", 10), partial(8, 10));
         assert_eq!(parse_range("bytes=-100", 10), partial(0, 10));
+        // Found by fuzzing: long last-byte-pos values were read as absent.
+        assert_eq!(parse_range("bytes=0-0000000000000000000004", 10), partial(0, 5));
+        assert_eq!(parse_range("bytes=2-99999999999999999999999", 10), partial(2, 10));
+        assert_eq!(parse_range("bytes=-0000000000000000000003", 10), partial(7, 10));
     }
 
     #[test]
@@ -117,6 +139,9 @@ mod tests {
             "bytes=-",
             "bytes=+1-2",
             "bytes=99999999999999999999999-",
+            "bytes=5-00000000000000000000000",
+            "bytes=5-abc",
+            "bytes=0- 4",
         ] {
             assert_eq!(parse_range(value, 10), RangeRequest::Full, "{value}");
         }

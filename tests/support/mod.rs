@@ -5,6 +5,7 @@
 
 pub mod feed;
 pub mod raw;
+pub mod simdisk;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,346 @@
+//! The policy file as written, and its validation into `Policy`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Error, OnFailure, PluginPolicy, Policy, TenantPolicy};
+
+const MAX_DEADLINE: Duration = Duration::from_secs(60);
+const MIN_MEMORY: u64 = 1 << 20;
+const MAX_MEMORY: u64 = 4 << 30;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    defaults: RawTenant,
+    #[serde(default)]
+    plugins: BTreeMap<String, Spanned<RawPlugin>>,
+    #[serde(default)]
+    tenants: BTreeMap<String, Spanned<RawTenant>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    chain: Option<Vec<Spanned<String>>>,
+    max_upload_size: Option<ByteSize>,
+    allowed_types: Option<Vec<String>>,
+    on_plugin_failure: Option<OnFailure>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    path: String,
+    sha256: Spanned<String>,
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    deadline: Duration,
+    #[serde(default = "default_memory")]
+    memory_limit: ByteSize,
+    on_failure: Option<OnFailure>,
+    #[serde(default)]
+    disable_after_failures: u32,
+    #[serde(default)]
+    config: Option<toml::Table>,
+}
+
+fn default_deadline() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_memory() -> ByteSize {
+    ByteSize::mib(64)
+}
+
+/// A validation problem and where in the text it lies.
+struct Located {
+    at: usize,
+    message: String,
+}
+
+fn at(at: usize, message: impl Into<String>) -> Located {
+    Located {
+        at,
+        message: message.into(),
+    }
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Policy, Error> {
+    let invalid = |located: Located| Error::Invalid {
+        path: path.to_owned(),
+        line: crate::config::line_of(text, located.at),
+        message: located.message,
+    };
+    let raw: RawPolicy = toml::from_str(text).map_err(|err| {
+        invalid(at(
+            err.span().map_or(0, |s| s.start),
+            err.message().trim_end_matches('.'),
+        ))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(raw, base).map_err(invalid).map(|mut policy| {
+        policy.source = path.to_owned();
+        policy
+    })
+}
+
+fn validate(raw: RawPolicy, base: &Path) -> Result<Policy, Located> {
+    let on_failure = raw
+        .defaults
+        .on_plugin_failure
+        .unwrap_or(OnFailure::Quarantine);
+    let mut plugins = BTreeMap::new();
+    for (name, spanned) in raw.plugins {
+        let span = spanned.span().start;
+        let plugin = plugin(&name, spanned.into_inner(), base, on_failure, span)?;
+        plugins.insert(name, plugin);
+    }
+    let defaults = tenant(raw.defaults, None, &plugins)?;
+    let mut tenants = BTreeMap::new();
+    for (name, spanned) in raw.tenants {
+        let span = spanned.span().start;
+        if !valid_tenant_name(&name) {
+            return Err(at(
+                span,
+                format!("tenant name {name:?} is not 1 to 64 of [a-z0-9_-]"),
+            ));
+        }
+        tenants.insert(
+            name,
+            tenant(spanned.into_inner(), Some(&defaults), &plugins)?,
+        );
+    }
+    Ok(Policy {
+        source: Default::default(),
+        plugins,
+        defaults,
+        tenants,
+    })
+}
+
+fn plugin(
+    name: &str,
+    raw: RawPlugin,
+    base: &Path,
+    default_on_failure: OnFailure,
+    span: usize,
+) -> Result<PluginPolicy, Located> {
+    if !valid_plugin_name(name) {
+        return Err(at(
+            span,
+            format!("plugin name {name:?} is not 1 to 64 of [a-z0-9_-]"),
+        ));
+    }
+    let sha256 = raw.sha256.get_ref().to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(at(
+            raw.sha256.span().start,
+            format!(
+                "plugin {name}: sha256 must be 64 hex digits (the pin printed by `strongroom plugin install`)"
+            ),
+        ));
+    }
+    if raw.deadline.is_zero() || raw.deadline > MAX_DEADLINE {
+        return Err(at(
+            span,
+            format!("plugin {name}: deadline must be between 1ms and 60s"),
+        ));
+    }
+    let memory_limit = raw.memory_limit.as_u64();
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&memory_limit) {
+        return Err(at(
+            span,
+            format!("plugin {name}: memory_limit must be between 1MiB and 4GiB"),
+        ));
+    }
+    let config = raw.config.unwrap_or_default();
+    let config_json = serde_json::to_string(&config)
+        .map_err(|e| at(span, format!("plugin {name}: config: {e}")))?;
+    Ok(PluginPolicy {
+        name: name.to_owned(),
+        path: base.join(&raw.path),
+        sha256,
+        deadline: raw.deadline,
+        memory_limit,
+        on_failure: raw.on_failure.unwrap_or(default_on_failure),
+        disable_after_failures: raw.disable_after_failures,
+        config_json,
+    })
+}
+
+/// A tenant section over the defaults (or the defaults themselves).
+fn tenant(
+    raw: RawTenant,
+    defaults: Option<&TenantPolicy>,
+    plugins: &BTreeMap<String, PluginPolicy>,
+) -> Result<TenantPolicy, Located> {
+    let chain = match raw.chain {
+        Some(chain) => checked_chain(chain, plugins)?,
+        None => defaults.map(|d| d.chain.clone()).unwrap_or_default(),
+    };
+    Ok(TenantPolicy {
+        chain,
+        max_upload_size: raw
+            .max_upload_size
+            .map(|s| s.as_u64())
+            .or_else(|| defaults.and_then(|d| d.max_upload_size)),
+        allowed_types: raw
+            .allowed_types
+            .or_else(|| defaults.map(|d| d.allowed_types.clone()))
+            .unwrap_or_default(),
+        on_plugin_failure: raw
+            .on_plugin_failure
+            .or_else(|| defaults.map(|d| d.on_plugin_failure))
+            .unwrap_or(OnFailure::Quarantine),
+    })
+}
+
+fn checked_chain(
+    chain: Vec<Spanned<String>>,
+    plugins: &BTreeMap<String, PluginPolicy>,
+) -> Result<Vec<String>, Located> {
+    let mut names: Vec<String> = Vec::with_capacity(chain.len());
+    for entry in chain {
+        let name = entry.get_ref();
+        if !plugins.contains_key(name) {
+            return Err(at(
+                entry.span().start,
+                format!("chain names plugin {name:?}, which no [plugins.{name}] section defines"),
+            ));
+        }
+        if names.contains(name) {
+            return Err(at(
+                entry.span().start,
+                format!("chain names plugin {name:?} twice"),
+            ));
+        }
+        names.push(entry.into_inner());
+    }
+    Ok(names)
+}
+
+fn valid_tenant_name(name: &str) -> bool {
+    valid_plugin_name(name)
+}
+
+fn valid_plugin_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn parse(text: &str) -> Result<Policy, Error> {
+        super::parse(Path::new("policies/test.toml"), text)
+    }
+
+    fn message(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    fn one_plugin(extra: &str) -> String {
+        format!("[plugins.scan]\npath = \"scan.wasm\"\nsha256 = \"{PIN}\"\n{extra}\n")
+    }
+
+    #[test]
+    fn a_minimal_policy_has_quarantine_on_failure_and_no_plugins() {
+        let policy = parse("").unwrap();
+        assert!(policy.plugins.is_empty());
+        assert_eq!(policy.defaults.on_plugin_failure, OnFailure::Quarantine);
+        assert!(policy.chain("anyone").is_empty());
+    }
+
+    #[test]
+    fn tenants_inherit_the_defaults_they_do_not_override() {
+        let text = one_plugin("[plugins.scan.config]\nlimit = 3\n")
+            + "[defaults]\nchain = [\"scan\"]\nmax_upload_size = \"1GiB\"\n"
+            + "[tenants.acme]\nallowed_types = [\"pdf\"]\non_plugin_failure = \"reject\"\n";
+        let policy = parse(&text).unwrap();
+        let acme = policy.for_tenant("acme");
+        assert_eq!(acme.chain, vec!["scan".to_owned()]);
+        assert_eq!(acme.max_upload_size, Some(1 << 30));
+        assert_eq!(acme.on_plugin_failure, OnFailure::Reject);
+        assert_eq!(
+            policy.for_tenant("other").allowed_types,
+            Vec::<String>::new()
+        );
+        let scan = &policy.plugins["scan"];
+        assert_eq!(scan.path, Path::new("policies/scan.wasm"));
+        assert_eq!(scan.config_json, r#"{"limit":3}"#);
+        assert_eq!(scan.deadline, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_and_line() {
+        let text = one_plugin("deadlin = \"1s\"");
+        assert!(
+            message(&text).starts_with("policy policies/test.toml line 4: "),
+            "{}",
+            message(&text)
+        );
+        assert!(message(&text).contains("deadlin"));
+    }
+
+    #[test]
+    fn a_chain_naming_an_undefined_plugin_points_at_the_entry() {
+        let text = one_plugin("") + "\n[defaults]\nchain = [\"scan\",\n  \"virus\"]\n";
+        let err = message(&text);
+        assert!(
+            err.starts_with("policy policies/test.toml line 8: "),
+            "{err}"
+        );
+        assert!(err.contains("\"virus\""), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_pin_is_refused_with_its_line() {
+        let err = message("[plugins.scan]\npath = \"scan.wasm\"\nsha256 = \"abc\"\n");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused() {
+        assert!(message(&one_plugin("deadline = \"5m\"")).contains("deadline"));
+        assert!(message(&one_plugin("memory_limit = \"1KiB\"")).contains("memory_limit"));
+    }
+
+    #[test]
+    fn the_on_failure_rule_of_a_plugin_defaults_to_the_policy_default() {
+        let text = one_plugin("") + "[defaults]\non_plugin_failure = \"accept\"\n";
+        assert_eq!(
+            parse(&text).unwrap().plugins["scan"].on_failure,
+            OnFailure::Accept
+        );
+    }
+}
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_policy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.toml");
+        let policy = Policy::load(&path).unwrap();
+        let chain: Vec<&str> = policy
+            .chain("default")
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(chain, ["content-inspector", "provenance", "anomaly"]);
+        assert_eq!(policy.plugins["anomaly"].on_failure, OnFailure::Accept);
+    }
+}
