@@ -281,7 +281,8 @@ pub fn check_range(data: &[u8]) {
                 let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
                 plain.then(|| text.parse::<u64>().unwrap_or(u64::MAX))
             };
-            let last_pos = (!last.is_empty()).then(|| digits(last).expect("malformed last-byte-pos"));
+            let last_pos =
+                (!last.is_empty()).then(|| digits(last).expect("malformed last-byte-pos"));
             match (digits(first), last_pos) {
                 (Some(start), last) => {
                     assert_eq!(range.start, start);
@@ -504,7 +505,7 @@ fn check_seg1_raw(aead: Aead, mut input: Cursor<'_>) {
     let opened = ObjectKeys::open(fixed_dek(), OBJECT_ID, header);
     if let Ok(keys) = &opened {
         let genuine = fixed_keys(keys.aead()).header_bytes();
-        assert_eq!(&header[..], &genuine[..], "a forged header opened");
+        assert_eq!(header, &genuine[..], "a forged header opened");
     }
     let keys = opened.as_ref().unwrap_or_else(|_| fixed_keys(aead));
     while let (Some(flags), Some(index), Some(len)) = (input.byte(), input.byte(), input.be(3)) {

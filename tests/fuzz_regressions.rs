@@ -18,7 +18,10 @@ use strongroom::disk::{Disk, OpenMode, OsDisk};
 use strongroom::store::{Layout, PlainReader, RangeRequest, parse_range};
 use strongroom::tus::parse::{self as tus, Length, Metadata, Target, TusRequest};
 
-const TARGETS: [(&str, fn(&[u8])); 5] = [
+/// A fuzz target's name and its check.
+type FuzzTarget = (&'static str, fn(&[u8]));
+
+const TARGETS: [FuzzTarget; 5] = [
     ("tus_headers", checks::check_tus_headers),
     ("tus_metadata", checks::check_metadata),
     ("range", checks::check_range),

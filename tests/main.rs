@@ -7,6 +7,7 @@ mod crash;
 mod disk_full;
 mod downloads;
 mod faults;
+mod fuzz_regressions;
 mod recovery;
 mod robustness;
 mod sandbox;

@@ -117,9 +117,18 @@ mod tests {
         assert_eq!(parse_range("bytes=8-100", 10), partial(8, 10));
         assert_eq!(parse_range("bytes=-100", 10), partial(0, 10));
         // Found by fuzzing: long last-byte-pos values were read as absent.
-        assert_eq!(parse_range("bytes=0-0000000000000000000004", 10), partial(0, 5));
-        assert_eq!(parse_range("bytes=2-99999999999999999999999", 10), partial(2, 10));
-        assert_eq!(parse_range("bytes=-0000000000000000000003", 10), partial(7, 10));
+        assert_eq!(
+            parse_range("bytes=0-0000000000000000000004", 10),
+            partial(0, 5)
+        );
+        assert_eq!(
+            parse_range("bytes=2-99999999999999999999999", 10),
+            partial(2, 10)
+        );
+        assert_eq!(
+            parse_range("bytes=-0000000000000000000003", 10),
+            partial(7, 10)
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ impl Metadata {
             let (key, value) = parse_pair(trim_ows(pair))?;
             metadata.push(key.to_owned(), value)?;
         }
+        // Padding can make the encoding longer than an unpadded header; past
+        // the limit it would not parse back (found by fuzzing).
+        check_encoded_len(&metadata)?;
         Ok(metadata)
     }
 
@@ -61,11 +64,7 @@ impl Metadata {
             check_key(&key)?;
             metadata.push(key, value.filter(|bytes| !bytes.is_empty()))?;
         }
-        if metadata.encode().len() > MAX_METADATA_BYTES {
-            return Err(invalid(format!(
-                "encodes to more than {MAX_METADATA_BYTES} bytes"
-            )));
-        }
+        check_encoded_len(&metadata)?;
         Ok(metadata)
     }
 
@@ -160,6 +159,17 @@ impl<'de> serde::Deserialize<'de> for Metadata {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// Every accepted value must encode within the limit, so [`Metadata::encode`]
+/// always parses back.
+fn check_encoded_len(metadata: &Metadata) -> Result<(), ParseError> {
+    if metadata.encode().len() > MAX_METADATA_BYTES {
+        return Err(invalid(format!(
+            "encodes to more than {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(reason: String) -> ParseError {
@@ -311,6 +321,9 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert_eq!(parse(&enough).map(|m| m.len()), Ok(MAX_METADATA_PAIRS));
+        // Within the limit unpadded, past it once padded.
+        let unpadded = format!("k {}", "A".repeat(MAX_METADATA_BYTES - 2));
+        assert!(error(&unpadded).contains("encodes to more than 4096 bytes"));
     }
 
     #[test]
