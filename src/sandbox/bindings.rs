@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     world: "inspector",
 });
 
-use strongroom::plugin::types as wit;
+use self::strongroom::plugin::types as wit;
 
 /// Findings kept from one outcome; the rest are dropped. A verdict needs a
 /// handful; thousands would only bloat the object record.
