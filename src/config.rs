@@ -35,6 +35,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub uploads: UploadConfig,
+    pub plugins: PluginsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +91,54 @@ pub struct UploadConfig {
     /// How long a request waits for the upload's previous request to stop.
     #[serde(with = "humantime_serde")]
     pub lock_wait: Duration,
+}
+
+/// The Wasm plugin platform. Without a policy no plugin runs and every
+/// complete upload commits; with one, its plugin chain decides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// The policy file (see policies/default.toml); relative paths resolve
+    /// against the working directory. Reloaded on SIGHUP and by
+    /// `POST /admin/policy/reload`.
+    pub policy: Option<PathBuf>,
+    /// Precompiled plugin artifacts; empty means `<data_dir>/plugins/cache`.
+    pub cache_dir: PathBuf,
+    /// Threads running plugin calls; 0 means one per core (at least 2).
+    pub workers: usize,
+    /// Plugin instances alive at once across all uploads (each upload holds
+    /// one per plugin in its chain while it is being received).
+    pub max_inspections: u32,
+    /// The largest memory cap a policy may give a plugin.
+    pub max_memory: ByteSize,
+    /// An upload's plugin instances are released after this long without a
+    /// request; its next request replays the staged bytes into new ones.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl PluginsConfig {
+    /// Where precompiled artifacts live for a data dir.
+    pub fn cache_dir_in(&self, data_dir: &Path) -> PathBuf {
+        if self.cache_dir.as_os_str().is_empty() {
+            data_dir.join("plugins").join("cache")
+        } else {
+            self.cache_dir.clone()
+        }
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            policy: None,
+            cache_dir: PathBuf::new(),
+            workers: 0,
+            max_inspections: 256,
+            max_memory: ByteSize::mib(256),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -172,6 +221,9 @@ impl Config {
         }
         if self.uploads.lock_wait > limits.body_idle_timeout {
             return Err("uploads.lock_wait must not exceed server.body_idle_timeout".into());
+        }
+        if self.plugins.max_inspections == 0 {
+            return Err("plugins.max_inspections must be at least 1".into());
         }
         if !limits.public_url.is_empty() && !limits.public_url.starts_with("http") {
             return Err("server.public_url must start with http:// or https://".into());

@@ -13,6 +13,7 @@ pub mod disk;
 pub mod id;
 pub mod ingest;
 pub mod policy;
+#[cfg(feature = "plugins")]
 pub mod sandbox;
 pub mod server;
 pub mod shutdown;
