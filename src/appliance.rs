@@ -1,5 +1,6 @@
-//! Wiring: opens the data dir, keys and staging, runs recovery, starts the
-//! expiry sweep and both listeners. The caller binds the listeners, so tests
+//! Wiring: opens the data dir, keys and staging, loads the policy and its
+//! plugins (when one is configured), runs recovery, starts the expiry sweep,
+//! the policy reload on SIGHUP and both listeners. The caller binds the listeners, so tests
 //! pass `127.0.0.1:0`.
 
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::admin::Health;
+use crate::admin::{Admin, Health, PolicyControl};
 use crate::config::Config;
 use crate::crypto::{self, Aead, LocalKeyring};
 use crate::disk::{Disk, OsDisk};
@@ -25,6 +26,11 @@ pub enum Error {
     Staging(#[from] staging::Error),
     #[error("recovery: {0}")]
     Recovery(#[from] ingest::Error),
+    #[cfg(feature = "plugins")]
+    #[error("plugins: {0}")]
+    Plugins(#[from] crate::screen::Error),
+    #[error("plugins: {0}")]
+    PluginsUnavailable(String),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -56,7 +62,7 @@ impl Appliance {
     pub async fn start_on(
         config: Config,
         public: TcpListener,
-        admin: TcpListener,
+        admin_listener: TcpListener,
         disk: Arc<dyn Disk>,
     ) -> Result<Appliance, Error> {
         let data_dir = config.storage.data_dir.clone();
@@ -70,19 +76,23 @@ impl Appliance {
             LocalKeyring::open_or_create(&data_dir.join("keys"), "default")?;
         let staging = Arc::new(Staging::open(&data_dir, disk)?);
         let ingest = Ingest::new(ingest_config(&config), staging, Arc::new(keyring));
+        let policy = start_plugins(&config, &ingest).await?;
         let health = Arc::new(Health::default());
         let recovery = ingest.recover().await?;
         health.set_ready();
+        let admin = Arc::new(Admin::new(health, ingest.clone(), policy.clone()));
 
         let shutdown = Shutdown::default();
         let public_addr = public.local_addr().expect("bound listener has an address");
-        let admin_addr = admin.local_addr().expect("bound listener has an address");
+        let admin_addr = admin_listener
+            .local_addr()
+            .expect("bound listener has an address");
         let app = App::new(ingest.clone(), config.server.clone());
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(server::run(public, app, shutdown.wait())),
             tokio::spawn(server::run_admin(
-                admin,
-                health,
+                admin_listener,
+                admin.clone(),
                 config.server.clone(),
                 shutdown.wait(),
             )),
@@ -92,6 +102,9 @@ impl Appliance {
                 shutdown.clone(),
             )),
         ];
+        if policy.is_some() {
+            tasks.push(tokio::spawn(reload_on_sighup(admin, shutdown.clone())));
+        }
         Ok(Appliance {
             public_addr,
             admin_addr,
@@ -135,6 +148,63 @@ fn ingest_config(config: &Config) -> IngestConfig {
     }
 }
 
+/// Loads the configured policy and its plugins and hands the chain to
+/// ingest. A policy that does not load stops the start: an appliance that
+/// silently skipped inspection would be worse than one that is down.
+#[cfg(feature = "plugins")]
+async fn start_plugins(
+    config: &Config,
+    ingest: &Arc<Ingest>,
+) -> Result<Option<Arc<dyn PolicyControl>>, Error> {
+    if config.plugins.policy.is_none() {
+        tracing::warn!("no policy configured (plugins.policy): uploads are not inspected");
+        return Ok(None);
+    }
+    let plugins = config.plugins.clone();
+    let data_dir = config.storage.data_dir.clone();
+    let screen = tokio::task::spawn_blocking(move || {
+        crate::screen::PluginScreen::start(&plugins, &data_dir)
+    })
+    .await
+    .map_err(|e| Error::PluginsUnavailable(e.to_string()))??;
+    let screen = Arc::new(screen);
+    ingest.set_screen(screen.clone(), config.plugins.idle_timeout);
+    Ok(Some(screen))
+}
+
+#[cfg(not(feature = "plugins"))]
+async fn start_plugins(
+    config: &Config,
+    _ingest: &Arc<Ingest>,
+) -> Result<Option<Arc<dyn PolicyControl>>, Error> {
+    match &config.plugins.policy {
+        Some(_) => Err(Error::PluginsUnavailable(
+            "this build has no plugin platform (cargo feature `plugins`)".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// SIGHUP reloads the policy; a bad one is refused and logged.
+async fn reload_on_sighup(admin: Arc<Admin>, shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/policy/reload");
+        return;
+    };
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            Some(()) = hangups.recv() => {
+                // The outcome is logged by the reload itself.
+                let _ = admin.reload_policy().await;
+            }
+        }
+    }
+}
+
 async fn sweep_loop(ingest: Arc<Ingest>, every: std::time::Duration, shutdown: Shutdown) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -147,6 +217,13 @@ async fn sweep_loop(ingest: Arc<Ingest>, every: std::time::Duration, shutdown: S
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "expired uploads swept"),
             Err(err) => tracing::error!(error = %err, "expiry sweep failed"),
+        }
+        let released = ingest.release_idle_screenings();
+        if released > 0 {
+            tracing::debug!(released, "idle upload inspections released");
+        }
+        if let Err(err) = ingest.settle_all_pending().await {
+            tracing::error!(error = %err, "settling pending verdicts failed");
         }
     }
 }

@@ -15,6 +15,8 @@ pub mod ingest;
 pub mod policy;
 #[cfg(feature = "plugins")]
 pub mod sandbox;
+#[cfg(feature = "plugins")]
+pub mod screen;
 pub mod server;
 pub mod shutdown;
 pub mod staging;

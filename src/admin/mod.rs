@@ -1,8 +1,25 @@
-//! Admin surface state: health and readiness now; metrics, the admin API and
-//! the console later. Served on its own listener (loopback by default) by the
-//! server module. Never reachable from the public listener.
+//! Admin surface state and actions: health and readiness, the plugin
+//! chain's status and policy reloads, the quarantine list. Served on its own
+//! listener (loopback by default) by the server module; never reachable from
+//! the public listener. Knows no HTTP: the server maps its answers and errors.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::ingest::{self, Ingest};
+use crate::staging::UploadRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no policy is configured (set plugins.policy)")]
+    NoPolicy,
+    #[error("the new policy was refused and the old one stays in force: {0}")]
+    PolicyRefused(String),
+    #[error(transparent)]
+    Ingest(#[from] ingest::Error),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
 
 #[derive(Debug, Default)]
 pub struct Health {
@@ -18,4 +35,81 @@ impl Health {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+}
+
+/// What the admin surface may ask of the plugin chain.
+pub trait PolicyControl: Send + Sync {
+    /// Loads the policy file again; on success, what is now in force.
+    /// Blocking (plugins may compile).
+    fn reload(&self) -> Result<serde_json::Value, String>;
+
+    /// The policy, plugins, pins and their health.
+    fn status(&self) -> serde_json::Value;
+}
+
+pub struct Admin {
+    pub health: Arc<Health>,
+    ingest: Arc<Ingest>,
+    policy: Option<Arc<dyn PolicyControl>>,
+}
+
+impl Admin {
+    pub fn new(
+        health: Arc<Health>,
+        ingest: Arc<Ingest>,
+        policy: Option<Arc<dyn PolicyControl>>,
+    ) -> Admin {
+        Admin {
+            health,
+            ingest,
+            policy,
+        }
+    }
+
+    pub fn plugins(&self) -> Result<serde_json::Value, Error> {
+        Ok(self.policy.as_ref().ok_or(Error::NoPolicy)?.status())
+    }
+
+    /// Reloads the policy off the reactor. Uploads in flight keep the chain
+    /// they started with.
+    pub async fn reload_policy(&self) -> Result<serde_json::Value, Error> {
+        let policy = self.policy.clone().ok_or(Error::NoPolicy)?;
+        let result = tokio::task::spawn_blocking(move || policy.reload())
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        match result {
+            Ok(summary) => {
+                tracing::info!(%summary, "policy reloaded");
+                Ok(summary)
+            }
+            Err(reason) => {
+                tracing::error!(error = %reason, "policy reload refused; the old policy stays");
+                Err(Error::PolicyRefused(reason))
+            }
+        }
+    }
+
+    /// Quarantined objects with what the plugins found.
+    pub async fn quarantine(&self) -> Result<serde_json::Value, Error> {
+        let held = self.ingest.quarantined().await?;
+        Ok(serde_json::json!({
+            "objects": held.iter().map(quarantine_entry).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+fn quarantine_entry(record: &UploadRecord) -> serde_json::Value {
+    let commit = match &record.state {
+        crate::staging::UploadState::Committed(commit) => Some(commit),
+        _ => None,
+    };
+    serde_json::json!({
+        "id": record.id.to_string(),
+        "tenant": record.tenant,
+        "size": record.offset,
+        "sha256": commit.map(|c| c.sha256.as_str()),
+        "committed_at": commit.map(|c| c.committed_at),
+        "metadata": record.metadata,
+        "screening": record.screening,
+    })
 }

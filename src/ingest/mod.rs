@@ -6,11 +6,12 @@
 
 mod locks;
 mod pipeline;
+mod screening;
 mod scrub;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -19,12 +20,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::crypto::{self, Aead, DigestAlgorithm, LocalKeyring, ObjectKeys, Sha256, seg1};
 use crate::id::UploadId;
-use crate::staging::{self, RecoveryReport, Staging, UploadKind, UploadRecord, UploadState};
+use crate::staging::{
+    self, Disposition, RecoveryReport, ScreeningReport, Staging, UploadKind, UploadRecord,
+    UploadState,
+};
 use crate::store::{self, ByteRange, Layout, PlainReader};
 
 use locks::UploadLocks;
 use pipeline::{ChecksumRule, ChunkPlan, ChunkWriter, Ending, Settled, StageMsg};
 
+pub use screening::{
+    BoxFuture, ObjectDigest, Rejection, Screen, Screening, Unavailable, Verdict, decided_now,
+};
 pub use scrub::{Damage, Fault, OpenError, ScrubReport};
 pub use staging::{Census, CommitInfo};
 
@@ -68,6 +75,18 @@ pub enum Error {
     Superseded(UploadId),
     #[error("upload {0} is not complete")]
     NotDownloadable(UploadId),
+    #[error("upload {0} is held in quarantine")]
+    Quarantined(UploadId),
+    #[error("upload {0} is complete and waiting for its inspection verdict")]
+    VerdictPending(UploadId),
+    #[error("upload rejected by {}: {} ({})", .0.plugin, .0.message, .0.code)]
+    Rejected(Box<Rejection>),
+    /// Stands for a rejection while the request unwinds; the rejection
+    /// itself replaces it before the request answers.
+    #[error("the upload's inspection stopped it")]
+    StoppedByScreening,
+    #[error(transparent)]
+    ScreeningUnavailable(#[from] Unavailable),
     #[error("upload {0} failed on a storage error and is stopped until restart")]
     Stopped(UploadId),
     #[error("request body: {0}")]
@@ -178,6 +197,8 @@ pub struct UploadStatus {
     pub is_partial: bool,
     pub final_parts: Option<Vec<UploadId>>,
     pub commit: Option<CommitInfo>,
+    /// The plugin chain's verdict and findings, once given.
+    pub screening: Option<ScreeningReport>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +237,11 @@ pub struct Ingest {
     /// Where new upload ids come from: the OS RNG unless a simulation set a
     /// seeded source (`set_id_source`) so its runs replay exactly.
     id_source: Mutex<Option<IdSource>>,
+    /// What screens uploads (the plugin chain) and how long an idle upload's
+    /// screening is kept; unset, every complete upload commits released.
+    screen: OnceLock<(Arc<dyn Screen>, Duration)>,
+    /// Screenings of uploads between requests.
+    screenings: Mutex<HashMap<UploadId, screening::Live>>,
 }
 
 type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
@@ -255,6 +281,8 @@ impl Ingest {
             stopped: Mutex::new(HashSet::new()),
             memory: Arc::new(Semaphore::new(budget_units(config.memory_budget))),
             id_source: Mutex::new(None),
+            screen: OnceLock::new(),
+            screenings: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -305,9 +333,10 @@ impl Ingest {
                 _ if receiving && record.length == Some(record.offset) => {
                     self.finish_complete(record.id).await?;
                 }
-                _ => {}
+                _ => self.observe(&record),
             }
         }
+        self.settle_all_pending().await?;
         Ok(report)
     }
 
@@ -348,6 +377,7 @@ impl Ingest {
             updated_at: now,
             expires_at: Some(now + self.config.expiry.as_secs()),
             key: self.keyring.current().wrap(&dek, *id.as_bytes()),
+            screening: None,
         };
         let staging = self.staging.clone();
         let header = keys.header_bytes().to_vec();
@@ -437,6 +467,7 @@ impl Ingest {
                 UploadState::Committed(info) => Some(info),
                 _ => None,
             },
+            screening: record.screening,
             metadata: record.metadata,
         })
     }
@@ -479,7 +510,16 @@ impl Ingest {
             drop(guard);
             return self.status(id).await;
         }
-        let plan = self.plan_chunk(record, &chunk).await?;
+        let mut plan = self.plan_chunk(record, &chunk).await?;
+        let mut feeder = self
+            .feeder_for(&plan.record, async || {
+                self.staged_reader(&plan.record, plan.keys.clone(), plan.tail.clone())
+                    .await
+            })
+            .await?;
+        if feeder.is_some() {
+            plan.disposition = Disposition::Pending;
+        }
         let completes_partial = matches!(plan.record.kind, UploadKind::Partial);
         let (tx, mut rx) = mpsc::channel(STAGE_QUEUE);
         let staging = self.staging.clone();
@@ -494,12 +534,14 @@ impl Ingest {
                 },
             }
         });
-        let ending = self.pump(body, &tx, &mut guard).await;
+        let ending = self.pump(body, &tx, &mut guard, feeder.as_mut()).await;
         // The stage may have stopped early (an error): then it no longer listens.
         let _ = tx.send(StageMsg::End(ending)).await;
         drop(tx);
         let settled = stage.await.map_err(|e| Error::Task(e.to_string()))?;
-        self.absorb(id, settled)?;
+        let stored = settled.record.clone();
+        let outcome = self.absorb(id, settled);
+        self.conclude(feeder, &stored, outcome).await?;
         drop(guard);
         if completes_partial {
             self.assemble_finals_waiting_on(id).await?;
@@ -514,6 +556,7 @@ impl Ingest {
         mut body: BodyStream,
         tx: &mpsc::Sender<StageMsg>,
         guard: &mut locks::UploadGuard<'_>,
+        mut feeder: Option<&mut screening::Feeder>,
     ) -> Ending {
         let idle = self.config.body_idle_timeout;
         let mut trailer = None;
@@ -521,6 +564,7 @@ impl Ingest {
             let next = tokio::select! {
                 biased;
                 () = guard.superseded() => return Ending::Interrupted(Error::Superseded(guard_id(guard))),
+                () = screening::rejected(&mut feeder) => return Ending::Interrupted(Error::StoppedByScreening),
                 next = tokio::time::timeout(idle, body.next()) => next,
             };
             match next {
@@ -530,9 +574,13 @@ impl Ingest {
                 Ok(Some(Ok(BodyChunk::TrailerChecksum(c)))) => trailer = Some(c),
                 Ok(Some(Ok(BodyChunk::Data(bytes)))) => {
                     let budget = self.reserve(bytes.len()).await;
+                    let copy = feeder.is_some().then(|| bytes.clone());
                     if tx.send(StageMsg::Data(bytes, budget)).await.is_err() {
                         // The stage failed; its own error is the answer.
                         return Ending::Complete { trailer };
+                    }
+                    if let (Some(feeder), Some(copy)) = (feeder.as_deref(), copy) {
+                        feeder.send(copy).await;
                     }
                 }
             }
@@ -615,6 +663,7 @@ impl Ingest {
             checksum,
             checkpoint_every,
             expiry_secs: self.config.expiry.as_secs(),
+            disposition: Disposition::Released,
         })
     }
 
@@ -776,6 +825,11 @@ impl Ingest {
             checksum: ChecksumRule::None,
             checkpoint_every: 0,
             expiry_secs: self.config.expiry.as_secs(),
+            disposition: if self.screen().is_some() {
+                Disposition::Pending
+            } else {
+                Disposition::Released
+            },
         };
         let staging = self.staging.clone();
         let settled = blocking(move || {
@@ -790,7 +844,9 @@ impl Ingest {
             Ok(writer.into_settled(outcome))
         })
         .await?;
-        self.absorb(id, settled)
+        let assembled = settled.record.clone();
+        self.absorb(id, settled)?;
+        self.settle_pending(assembled).await
     }
 
     // ---- termination and expiry -----------------------------------------
@@ -806,6 +862,7 @@ impl Ingest {
         })
         .await?;
         self.digests.lock().expect("digests poisoned").remove(&id);
+        self.forget_screening(&id);
         Ok(())
     }
 
@@ -833,9 +890,20 @@ impl Ingest {
             let staging = self.staging.clone();
             blocking(move || Ok(staging.remove(&id)?)).await?;
             self.digests.lock().expect("digests poisoned").remove(&id);
+            self.forget_screening(&id);
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Committed objects held in quarantine.
+    pub async fn quarantined(&self) -> Result<Vec<UploadRecord>, Error> {
+        Ok(self
+            .all_records()
+            .await?
+            .into_iter()
+            .filter(|r| r.disposition() == Some(Disposition::Quarantined))
+            .collect())
     }
 
     // ---- downloads ------------------------------------------------------
@@ -846,6 +914,11 @@ impl Ingest {
         let UploadState::Committed(commit) = &record.state else {
             return Err(Error::NotDownloadable(id));
         };
+        match commit.disposition {
+            Disposition::Released => {}
+            Disposition::Pending => return Err(Error::VerdictPending(id)),
+            Disposition::Quarantined => return Err(Error::Quarantined(id)),
+        }
         let length = record.offset;
         let keys = Arc::new(self.object_keys(&record).await?);
         let staging = self.staging.clone();

@@ -12,7 +12,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::crypto::{DigestAlgorithm, Hasher, ObjectKeys, Sha256, seg1};
 use crate::staging::{
-    CommitInfo, SegmentWriter, Staging, TailChange, UploadKind, UploadRecord, UploadState,
+    CommitInfo, Disposition, SegmentWriter, Staging, TailChange, UploadKind, UploadRecord,
+    UploadState,
 };
 
 use super::{ChunkChecksum, Error, now_secs};
@@ -56,6 +57,9 @@ pub struct ChunkPlan {
     /// Make progress durable this often mid-request; 0 disables.
     pub checkpoint_every: u64,
     pub expiry_secs: u64,
+    /// What the commit makes of the object: released, or pending while the
+    /// plugin chain has yet to give its verdict.
+    pub disposition: Disposition,
 }
 
 /// How a chunk settled: the record as durably stored, the digest of
@@ -305,6 +309,7 @@ impl<'a> ChunkWriter<'a> {
         record.state = UploadState::Committed(CommitInfo {
             sha256: hex::encode(self.plan.sha256.clone().finish()),
             committed_at: record.updated_at,
+            disposition: self.plan.disposition,
         });
         self.staging.put(record, TailChange::Remove)?;
         self.last_durable = self.received;

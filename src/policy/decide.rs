@@ -77,6 +77,23 @@ pub fn decide(
     }
 }
 
+/// Whether one plugin's report already rejects the upload, whatever the
+/// others say (an early verdict or a failure under `on_failure = "reject"`).
+/// Type rules wait for the whole chain.
+pub fn rejects(
+    plugins: &BTreeMap<String, PluginPolicy>,
+    report: &PluginReport,
+) -> Option<Decision> {
+    match effective(report, plugins) {
+        Effect::Reject { code, message } => Some(Decision::Reject {
+            plugin: report.plugin.clone(),
+            code,
+            message,
+        }),
+        Effect::Accept | Effect::Quarantine(_) => None,
+    }
+}
+
 enum Effect {
     Accept,
     Reject { code: String, message: String },

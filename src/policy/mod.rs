@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use decide::{Decision, PluginReport, PluginVerdict, decide};
+pub use decide::{DETECTED_TYPE, Decision, PluginReport, PluginVerdict, decide, rejects};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

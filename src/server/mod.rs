@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::admin::Health;
+use crate::admin::Admin;
 use crate::config::ServerConfig;
 use crate::ingest::Ingest;
 use crate::tus::{self, parse};
@@ -78,16 +78,21 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
 /// Serves the admin surface (health now) on its own listener.
 pub async fn run_admin(
     listener: TcpListener,
-    health: Arc<Health>,
+    admin: Arc<Admin>,
     limits: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
     let builder = connection_builder(&limits);
     let service = move |_peer: SocketAddr| {
-        let health = health.clone();
+        let admin = admin.clone();
         service_fn(move |req: Request<Incoming>| {
-            let health = health.clone();
-            async move { Ok::<_, Infallible>(admin_response(&health, req.method(), req.uri().path())) }
+            let admin = admin.clone();
+            async move {
+                let request_id = request_id(req.headers());
+                Ok::<_, Infallible>(
+                    admin_response(&admin, req.method(), req.uri().path(), &request_id).await,
+                )
+            }
         })
     };
     serve(listener, &builder, &limits, service, shutdown).await;
@@ -243,20 +248,56 @@ async fn tus_request(
     Ok(response)
 }
 
-fn admin_response(health: &Health, method: &Method, path: &str) -> Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
-        return problem_response(&Problem::method_not_allowed(method), "admin");
-    }
-    let (status, text) = match path {
-        "/healthz" => (StatusCode::OK, "ok\n"),
-        "/readyz" if health.is_ready() => (StatusCode::OK, "ready\n"),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "recovering\n"),
-        _ => return problem_response(&Problem::route_not_found(), "admin"),
+async fn admin_response(
+    admin: &Admin,
+    method: &Method,
+    path: &str,
+    request_id: &str,
+) -> Response<Body> {
+    let answer = match (method, path) {
+        (&Method::GET | &Method::HEAD, "/healthz") => return text_response(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") if admin.health.is_ready() => {
+            return text_response(StatusCode::OK, "ready\n");
+        }
+        (&Method::GET | &Method::HEAD, "/readyz") => {
+            return text_response(StatusCode::SERVICE_UNAVAILABLE, "recovering\n");
+        }
+        (&Method::GET, "/admin/plugins") => admin.plugins(),
+        (&Method::POST, "/admin/policy/reload") => admin.reload_policy().await,
+        (&Method::GET, "/admin/quarantine") => admin.quarantine().await,
+        (
+            _,
+            "/healthz"
+            | "/readyz"
+            | "/admin/plugins"
+            | "/admin/policy/reload"
+            | "/admin/quarantine",
+        ) => {
+            return problem_response(&Problem::method_not_allowed(method), request_id);
+        }
+        _ => return problem_response(&Problem::route_not_found(), request_id),
     };
+    match answer {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(err) => problem_response(&Problem::from(err), request_id),
+    }
+}
+
+fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = full_response(status, Bytes::from_static(text.as_bytes()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let bytes = serde_json::to_vec_pretty(value).expect("json values serialise");
+    let mut response = full_response(status, Bytes::from(bytes));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     response
 }

@@ -18,6 +18,8 @@ pub struct Problem {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// RFC 9457 extension members, e.g. which plugin rejected an upload.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -29,6 +31,8 @@ struct ProblemBody<'a> {
     code: &'a str,
     detail: &'a str,
     request_id: &'a str,
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// 460 is tus's "Checksum Mismatch".
@@ -40,7 +44,13 @@ impl Problem {
             status,
             code,
             detail: detail.into(),
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Problem {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
     }
 
     fn internal(cause: &dyn std::fmt::Display) -> Problem {
@@ -92,6 +102,7 @@ impl Problem {
             code: self.code,
             detail: &self.detail,
             request_id,
+            extensions: &self.extensions,
         };
         serde_json::to_vec(&body).expect("problem serialises")
     }
@@ -164,6 +175,13 @@ impl From<ingest::Error> for Problem {
             I::Body(BodyError::BadTrailer(_)) => (StatusCode::BAD_REQUEST, "invalid_checksum"),
             I::BodyIdle(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             I::Shutdown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            I::Quarantined(_) => (StatusCode::FORBIDDEN, "object_quarantined"),
+            I::VerdictPending(_) => (StatusCode::CONFLICT, "verdict_pending"),
+            I::ScreeningUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "inspection_busy"),
+            I::Rejected(rejection) => return rejected(rejection),
+            // Replaced by the rejection before a request answers; if it ever
+            // were not, the upload was still stopped by its inspection.
+            I::StoppedByScreening => (StatusCode::UNPROCESSABLE_ENTITY, "upload_rejected"),
             I::Staging(e) if e.is_storage_full() => {
                 (StatusCode::INSUFFICIENT_STORAGE, "storage_full")
             }
@@ -173,6 +191,34 @@ impl From<ingest::Error> for Problem {
         };
         Problem::new(status, code, err.to_string())
     }
+}
+
+impl From<crate::admin::Error> for Problem {
+    fn from(err: crate::admin::Error) -> Problem {
+        use crate::admin::Error as A;
+        let (status, code) = match &err {
+            A::NoPolicy => (StatusCode::NOT_FOUND, "no_policy_configured"),
+            A::PolicyRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_refused"),
+            A::Ingest(_) | A::Task(_) => return Problem::internal(&err),
+        };
+        Problem::new(status, code, err.to_string())
+    }
+}
+
+/// 422: the content was understood and refused. Names the plugin, its rule
+/// and its reason (all sanitised by the sandbox) so a client can show them.
+fn rejected(rejection: &ingest::Rejection) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "upload_rejected",
+        format!(
+            "upload rejected by {}: {}",
+            rejection.plugin, rejection.message
+        ),
+    )
+    .with("plugin", rejection.plugin.as_str())
+    .with("rule", rejection.code.as_str())
+    .with("reason", rejection.message.as_str())
 }
 
 impl From<store::Error> for Problem {

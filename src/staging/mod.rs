@@ -23,7 +23,10 @@ use crate::disk::{Disk, DiskFile, OpenMode};
 use crate::id::UploadId;
 
 pub use index::TailChange;
-pub use record::{CommitInfo, UploadKind, UploadRecord, UploadState};
+pub use record::{
+    CommitInfo, Disposition, FindingRecord, PluginRecord, ScreeningReport, UploadKind,
+    UploadRecord, UploadState,
+};
 
 use index::Index;
 

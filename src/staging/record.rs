@@ -25,6 +25,9 @@ pub struct UploadRecord {
     /// Unix seconds after which an unfinished upload may be swept.
     pub expires_at: Option<u64>,
     pub key: WrappedDek,
+    /// What the plugin chain found and decided, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screening: Option<ScreeningReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,11 +57,88 @@ pub struct CommitInfo {
     /// SHA-256 of the plaintext, hex.
     pub sha256: String,
     pub committed_at: u64,
+    /// Whether the sealed object may be read. Records written before
+    /// screening existed have none, and were released at commit.
+    #[serde(default)]
+    pub disposition: Disposition,
+}
+
+/// What may be done with a committed object's bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Downloadable.
+    #[default]
+    Released,
+    /// Every byte is sealed and durable, but the plugin chain has not given
+    /// its verdict yet (or a crash came first): not downloadable. Recovery
+    /// replays the object through the chain and settles it.
+    Pending,
+    /// Kept for an admin to release or delete; not downloadable.
+    Quarantined,
+}
+
+/// The plugin chain's account of one upload, kept with its record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScreeningReport {
+    /// `accept`, `reject` or `quarantine`.
+    pub decision: String,
+    /// Why, when not accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    pub plugins: Vec<PluginRecord>,
+    pub decided_at: u64,
+}
+
+/// One plugin's verdict and findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    pub plugin: String,
+    /// SHA-256 of the component that ran, hex.
+    pub sha256: String,
+    /// `accept`, `reject`, `quarantine`, `failed` or `disabled`.
+    pub verdict: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    pub rule: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    pub detail: String,
 }
 
 impl UploadRecord {
+    /// Every byte is sealed into the object (whatever its disposition).
     pub fn is_committed(&self) -> bool {
         matches!(self.state, UploadState::Committed(_))
+    }
+
+    /// The committed object's disposition; `None` while receiving.
+    pub fn disposition(&self) -> Option<Disposition> {
+        match &self.state {
+            UploadState::Committed(info) => Some(info.disposition),
+            _ => None,
+        }
+    }
+
+    /// The first value of a label a plugin set (e.g. `detected-type`).
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.screening.as_ref()?.plugins.iter().find_map(|plugin| {
+            plugin
+                .labels
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        })
     }
 
     pub fn metadata_value(&self, key: &str) -> Option<&str> {

@@ -15,6 +15,7 @@ use crate::ingest::{
     self, BodyStream, ChecksumRequest, Chunk, ChunkChecksum, Ingest, NewKind, NewUpload,
     UploadStatus,
 };
+use crate::staging::Disposition;
 
 pub use parse::{ParseError, Target, TusRequest};
 
@@ -172,7 +173,46 @@ fn progress_reply(status: StatusCode, upload: &UploadStatus) -> Reply {
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires);
         headers.push(header("upload-expires", &httpdate::fmt_http_date(when)));
     }
+    headers.extend(verdict_headers(upload));
     Reply { status, headers }
+}
+
+/// Where a complete upload stands: `Strongroom-Disposition` (released,
+/// pending, quarantined) and, when held, why, in `Strongroom-Reason`.
+fn verdict_headers(upload: &UploadStatus) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(commit) = &upload.commit else {
+        return Vec::new();
+    };
+    let disposition = match commit.disposition {
+        Disposition::Released => "released",
+        Disposition::Pending => "pending",
+        Disposition::Quarantined => "quarantined",
+    };
+    let mut headers = vec![header("strongroom-disposition", disposition)];
+    let reasons = upload
+        .screening
+        .as_ref()
+        .map(|report| report.reasons.join("; "))
+        .filter(|reasons| !reasons.is_empty());
+    if let Some(reasons) = reasons
+        && commit.disposition == Disposition::Quarantined
+    {
+        // Plugin text is sanitised but may hold non-ASCII: keep it readable
+        // and always a valid header value.
+        let ascii: String = reasons
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(512)
+            .collect();
+        headers.push(header("strongroom-reason", &ascii));
+    }
+    headers
 }
 
 fn checksum_request(spec: &parse::ChecksumSpec) -> ChecksumRequest {

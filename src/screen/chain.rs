@@ -1,0 +1,324 @@
+//! One upload going through its tenant's chain: one sandbox inspection per
+//! plugin, fed the same bytes side by side, their outcomes turned into a
+//! verdict by the policy.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use crate::ingest::{BoxFuture, ObjectDigest, Rejection, Screening, Unavailable, Verdict};
+use crate::policy::{self, Decision, PluginReport, PluginVerdict};
+use crate::sandbox::{
+    Failure, FailureKind, FeedResult, Inspection, Outcome, PluginResult, Sandbox, Summary,
+    TenantStats, UploadMeta,
+};
+use crate::staging::{FindingRecord, PluginRecord, ScreeningReport};
+
+use super::Loaded;
+
+pub(super) struct ChainScreening {
+    loaded: Arc<Loaded>,
+    tenant: String,
+    slots: Vec<Slot>,
+}
+
+/// One plugin of the chain for this upload.
+struct Slot {
+    name: String,
+    run: Run,
+    /// Its answer, once it gave one (early, or from `finish`).
+    result: Option<PluginResult>,
+}
+
+enum Run {
+    Live(Box<Inspection>),
+    /// Skipped after repeated failures; its failure rule applies.
+    Disabled,
+}
+
+impl ChainScreening {
+    /// Starts every plugin of the tenant's chain on the upload.
+    pub(super) async fn start(
+        sandbox: &Sandbox,
+        loaded: Arc<Loaded>,
+        tenant: &str,
+        meta: UploadMeta,
+        stats: TenantStats,
+    ) -> Result<ChainScreening, Unavailable> {
+        let chain = loaded.policy.chain(tenant);
+        let starts = chain.iter().map(|policy| {
+            let disabled = loaded.health[&policy.name].is_disabled(policy);
+            let plugin = loaded.plugins[&policy.name].clone();
+            let (meta, stats) = (meta.clone(), stats.clone());
+            async move {
+                let run = if disabled {
+                    Run::Disabled
+                } else {
+                    Run::Live(Box::new(sandbox.start(&plugin, meta, stats).await))
+                };
+                Slot {
+                    name: policy.name.clone(),
+                    run,
+                    result: None,
+                }
+            }
+        });
+        let slots = join_all(starts).await;
+        // At capacity: the appliance is overloaded, not the plugin broken. The
+        // client retries; the slots already taken are freed on drop.
+        for slot in &slots {
+            if let Run::Live(inspection) = &slot.run
+                && let Some(failure) = inspection.failure()
+                && failure.kind == FailureKind::Busy
+            {
+                return Err(Unavailable(failure.to_string()));
+            }
+        }
+        Ok(ChainScreening {
+            loaded,
+            tenant: tenant.to_owned(),
+            slots,
+        })
+    }
+
+    async fn feed_all(&mut self, bytes: Bytes) -> Result<(), Rejection> {
+        let feeds = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let inspection = slot.pending_inspection()?;
+                let bytes = bytes.clone();
+                Some(async move { (index, inspection.feed(bytes).await) })
+            });
+        for (index, fed) in join_all(feeds).await {
+            let slot = &mut self.slots[index];
+            match fed {
+                FeedResult::NeedMore | FeedResult::Enough => {}
+                FeedResult::Decided(outcome) => slot.result = Some(Ok(outcome)),
+                FeedResult::Failed(failure) => slot.result = Some(Err(failure)),
+            }
+        }
+        match self.early_rejection() {
+            Some(rejection) => {
+                self.record_health();
+                Err(rejection)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A plugin's answer that already rejects the upload, if any.
+    fn early_rejection(&self) -> Option<Rejection> {
+        let plugins = &self.loaded.policy.plugins;
+        let decision = self
+            .slots
+            .iter()
+            .filter(|slot| slot.result.is_some())
+            .find_map(|slot| policy::rejects(plugins, &slot.report()))?;
+        match self.verdict(decision) {
+            Verdict::Reject(rejection) => Some(rejection),
+            Verdict::Release(_) | Verdict::Quarantine(_) => None,
+        }
+    }
+
+    async fn finish_all(&mut self, digest: ObjectDigest) -> Verdict {
+        let summary = Summary {
+            total_bytes: digest.total_bytes,
+            sha256: digest.sha256,
+        };
+        let finishes = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let inspection = slot.pending_inspection()?;
+                Some(async move { (index, inspection.finish(summary).await) })
+            });
+        for (index, result) in join_all(finishes).await {
+            self.slots[index].result = Some(result);
+        }
+        self.record_health();
+        let reports: Vec<PluginReport> = self.slots.iter().map(Slot::report).collect();
+        let decision = policy::decide(
+            self.loaded.policy.for_tenant(&self.tenant),
+            &self.loaded.policy.plugins,
+            &reports,
+        );
+        self.verdict(decision)
+    }
+
+    fn verdict(&self, decision: Decision) -> Verdict {
+        let plugins = self.slots.iter().map(|slot| self.plugin_record(slot));
+        let mut report = ScreeningReport {
+            plugins: plugins.collect(),
+            ..ScreeningReport::default()
+        };
+        match decision {
+            Decision::Commit => {
+                report.decision = "accept".into();
+                Verdict::Release(crate::ingest::decided_now(report))
+            }
+            Decision::Quarantine { reasons } => {
+                report.decision = "quarantine".into();
+                report.reasons = reasons;
+                Verdict::Quarantine(crate::ingest::decided_now(report))
+            }
+            Decision::Reject {
+                plugin,
+                code,
+                message,
+            } => {
+                report.decision = "reject".into();
+                report.reasons = vec![format!("{plugin}: {message} ({code})")];
+                Verdict::Reject(Rejection {
+                    plugin,
+                    code,
+                    message,
+                    report: crate::ingest::decided_now(report),
+                })
+            }
+        }
+    }
+
+    fn plugin_record(&self, slot: &Slot) -> PluginRecord {
+        let sha256 = self
+            .loaded
+            .plugins
+            .get(&slot.name)
+            .map(|plugin| hex::encode(plugin.sha256()))
+            .unwrap_or_default();
+        let (verdict, reason, findings, labels) = match (&slot.run, &slot.result) {
+            (Run::Disabled, _) => (
+                "disabled",
+                Some("disabled after repeated failures".into()),
+                Vec::new(),
+                Vec::new(),
+            ),
+            (_, None) => ("none", None, Vec::new(), Vec::new()),
+            (_, Some(Err(failure))) => ("failed", Some(failure_reason(failure)), vec![], vec![]),
+            (_, Some(Ok(outcome))) => {
+                let (verdict, reason) = match &outcome.verdict {
+                    crate::sandbox::Verdict::Accept => ("accept", None),
+                    crate::sandbox::Verdict::Reject { code, message } => {
+                        ("reject", Some(format!("{message} ({code})")))
+                    }
+                    crate::sandbox::Verdict::Quarantine(reason) => {
+                        ("quarantine", Some(reason.clone()))
+                    }
+                };
+                (verdict, reason, findings(outcome), outcome.labels.clone())
+            }
+        };
+        PluginRecord {
+            plugin: slot.name.clone(),
+            sha256,
+            verdict: verdict.into(),
+            reason,
+            findings,
+            labels,
+        }
+    }
+
+    /// Counts each plugin's run towards its health (and so towards
+    /// `disable_after_failures`), once per upload.
+    fn record_health(&self) {
+        for slot in &self.slots {
+            let (Run::Live(_), Some(result)) = (&slot.run, &slot.result) else {
+                continue;
+            };
+            if let Err(failure) = result {
+                tracing::warn!(
+                    plugin = %slot.name,
+                    tenant = %self.tenant,
+                    failure = %failure.kind,
+                    "plugin failed on an upload"
+                );
+            }
+            if let Some(health) = self.loaded.health.get(&slot.name) {
+                health.record(result.is_err());
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// The inspection, while it still owes an answer.
+    fn pending_inspection(&mut self) -> Option<&mut Inspection> {
+        match (&mut self.run, &self.result) {
+            (Run::Live(inspection), None) => Some(inspection),
+            _ => None,
+        }
+    }
+
+    fn report(&self) -> PluginReport {
+        let (verdict, labels) = match (&self.run, &self.result) {
+            (Run::Disabled, _) => (PluginVerdict::Disabled, Vec::new()),
+            (_, None) => (PluginVerdict::Accept, Vec::new()),
+            (_, Some(Err(failure))) => (
+                PluginVerdict::Failed {
+                    reason: failure_reason(failure),
+                },
+                Vec::new(),
+            ),
+            (_, Some(Ok(outcome))) => (plugin_verdict(outcome), outcome.labels.clone()),
+        };
+        PluginReport {
+            plugin: self.name.clone(),
+            verdict,
+            labels,
+        }
+    }
+}
+
+fn plugin_verdict(outcome: &Outcome) -> PluginVerdict {
+    match &outcome.verdict {
+        crate::sandbox::Verdict::Accept => PluginVerdict::Accept,
+        crate::sandbox::Verdict::Reject { code, message } => PluginVerdict::Reject {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        crate::sandbox::Verdict::Quarantine(reason) => PluginVerdict::Quarantine {
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// A failure as a stable class and its detail, e.g. `timeout: ran past its deadline`.
+fn failure_reason(failure: &Failure) -> String {
+    let class = match &failure.kind {
+        FailureKind::Trap(_) => "trap",
+        FailureKind::Timeout => "timeout",
+        FailureKind::MemoryLimit => "memory_limit",
+        FailureKind::FuelExhausted => "fuel_exhausted",
+        FailureKind::Panic(_) => "panic",
+        FailureKind::Instantiation(_) => "instantiation",
+        FailureKind::Busy => "busy",
+        FailureKind::Lost(_) => "lost",
+    };
+    format!("{class}: {}", failure.kind)
+}
+
+fn findings(outcome: &Outcome) -> Vec<FindingRecord> {
+    outcome
+        .findings
+        .iter()
+        .map(|finding| FindingRecord {
+            rule: finding.rule.clone(),
+            severity: format!("{:?}", finding.severity).to_lowercase(),
+            offset: finding.offset,
+            detail: finding.detail.clone(),
+        })
+        .collect()
+}
+
+impl Screening for ChainScreening {
+    fn feed(&mut self, bytes: Bytes) -> BoxFuture<'_, Result<(), Rejection>> {
+        Box::pin(self.feed_all(bytes))
+    }
+
+    fn finish(&mut self, digest: ObjectDigest) -> BoxFuture<'_, Verdict> {
+        Box::pin(self.finish_all(digest))
+    }
+}
