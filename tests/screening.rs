@@ -488,3 +488,84 @@ async fn without_a_policy_nothing_inspects_and_admin_says_so() {
     let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["code"], "no_policy_configured");
 }
+
+/// A crash after every byte is sealed but before the verdict: the object
+/// is never readable in between, and the restart replays it through the
+/// chain and settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_interrupted_by_a_crash_is_settled_at_restart() {
+    use crate::support::process::Binary;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The loop plugin holds the verdict for its whole deadline, then fails,
+    // which this policy accepts: a window for the crash, then a release.
+    let mut policy = String::from("[defaults]\nchain = [\"loop\"]\n\n");
+    policy += &plugin("hostile-loop", "deadline = \"3s\"\non_failure = \"accept\"")
+        .replace("plugins.hostile-loop", "plugins.loop");
+    let policy_path = write_policy(dir.path(), &policy);
+    let config = dir.path().join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = {:?}\n[plugins]\npolicy = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            policy_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = Binary::serve(&config, &log, Duration::from_secs(30)).await;
+    let http = reqwest::Client::new();
+    let data = text(100_000);
+    let created = http
+        .post(server.url("/files/"))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", data.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let patch = http
+        .patch(server.url(&location))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(data.clone())
+        .send();
+    let patch = tokio::spawn(patch);
+
+    // Sealed and durable, but held until the verdict.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let get = http.get(server.url(&location)).send().await.unwrap();
+        match get.status().as_u16() {
+            409 => {
+                let body: Value = serde_json::from_slice(&get.bytes().await.unwrap()).unwrap();
+                assert_eq!(body["code"], "verdict_pending", "{body}");
+                break;
+            }
+            404 if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("expected the object pending, got {other}"),
+        }
+    }
+    server.kill();
+    assert!(
+        patch.await.unwrap().is_err(),
+        "the PATCH must die with the server"
+    );
+
+    let server = Binary::serve(&config, &log, Duration::from_secs(30)).await;
+    let get = http.get(server.url(&location)).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.bytes().await.unwrap().as_ref(), data.as_slice());
+    let head = http
+        .head(server.url(&location))
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["strongroom-disposition"], "released");
+}

@@ -225,7 +225,7 @@ impl ChainScreening {
     /// `disable_after_failures`), once per upload.
     fn record_health(&self) {
         for slot in &self.slots {
-            let (Run::Live(_), Some(result)) = (&slot.run, &slot.result) else {
+            let (Run::Live(inspection), Some(result)) = (&slot.run, &slot.result) else {
                 continue;
             };
             if let Err(failure) = result {
@@ -237,7 +237,7 @@ impl ChainScreening {
                 );
             }
             if let Some(health) = self.loaded.health.get(&slot.name) {
-                health.record(result.is_err());
+                health.record(result.is_err(), inspection.stats().busy);
             }
         }
     }

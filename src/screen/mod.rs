@@ -55,6 +55,9 @@ pub struct PluginHealth {
     sha256: String,
     runs: AtomicU64,
     failures: AtomicU64,
+    /// Time its calls spent on a worker (instantiation, feeds, finish),
+    /// queueing excluded: the plugin's own cost.
+    busy_micros: AtomicU64,
     consecutive_failures: AtomicU32,
 }
 
@@ -64,12 +67,15 @@ impl PluginHealth {
             sha256: sha256.to_owned(),
             runs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            busy_micros: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
         }
     }
 
-    fn record(&self, failed: bool) {
+    fn record(&self, failed: bool, busy: std::time::Duration) {
         self.runs.fetch_add(1, Ordering::Relaxed);
+        self.busy_micros
+            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
         if failed {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
@@ -145,6 +151,8 @@ impl PluginScreen {
             .values()
             .map(|policy| {
                 let health = &loaded.health[&policy.name];
+                let runs = health.runs.load(Ordering::Relaxed);
+                let busy = health.busy_micros.load(Ordering::Relaxed);
                 serde_json::json!({
                     "name": policy.name,
                     "path": policy.path,
@@ -152,7 +160,9 @@ impl PluginScreen {
                     "deadline_ms": policy.deadline.as_millis() as u64,
                     "memory_limit": policy.memory_limit,
                     "on_failure": format!("{:?}", policy.on_failure).to_lowercase(),
-                    "runs": health.runs.load(Ordering::Relaxed),
+                    "runs": runs,
+                    "busy_us_total": busy,
+                    "busy_us_per_run": busy.checked_div(runs).unwrap_or(0),
                     "failures": health.failures.load(Ordering::Relaxed),
                     "consecutive_failures": health.consecutive_failures.load(Ordering::Relaxed),
                     "disabled": health.is_disabled(policy),
