@@ -1,15 +1,33 @@
+//! The `strongroom` binary: parses the command line, runs one command and
+//! turns its result into an exit status. The admin commands live in
+//! `commands/`; errors are printed once, here.
+
+mod commands;
+
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 
 use strongroom::appliance::Appliance;
-use strongroom::cli::{Cli, Command};
+use strongroom::cli::{Cli, Command, PolicyCommand};
 use strongroom::config::Config;
 use strongroom::ingest::{Ingest, ScrubReport};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     strongroom::telemetry::init(cli.log_format);
-    match cli.command {
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve {
             config,
             data_dir,
@@ -29,27 +47,33 @@ fn main() -> anyhow::Result<()> {
             if let Some(addr) = admin_listen {
                 config.server.admin_listen = addr;
             }
-            serve(config)
+            serve(config)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => {
             let parsed = Config::load(&config)?;
             println!("{}: ok\n{parsed:#?}", config.display());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => commands::policy::check(&file),
+        #[cfg(feature = "plugins")]
+        Command::Plugin { command } => commands::plugin::run(command),
         Command::Scrub { data_dir, json } => {
             let report = scrub(&data_dir)?;
             print_scrub(&report, json);
             if !report.is_clean() {
-                std::process::exit(SCRUB_DAMAGED);
+                return Ok(ExitCode::from(SCRUB_DAMAGED));
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 /// Exit status of `strongroom scrub` when something is damaged (1 is left to
 /// errors that stopped the scrub itself).
-const SCRUB_DAMAGED: i32 = 2;
+const SCRUB_DAMAGED: u8 = 2;
 
 fn scrub(data_dir: &std::path::Path) -> anyhow::Result<ScrubReport> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

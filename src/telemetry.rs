@@ -1,5 +1,6 @@
-//! Logging setup: human-readable or JSON lines, filtered by `RUST_LOG`
-//! (default `info`). Never logs request bodies, keys or tokens.
+//! Logging setup: human-readable or JSON lines on stderr (stdout is left to
+//! what commands print), filtered by `RUST_LOG` (default `info`). Never logs
+//! request bodies, keys or tokens.
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +14,7 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_target(false);
     let _ = match format {
         LogFormat::Human => builder.try_init(),

@@ -2,6 +2,7 @@
 //! on an ephemeral port (in-process, or the real binary for crash tests) with
 //! its data on disk in a temporary directory.
 
+mod cli;
 mod clients;
 mod crash;
 mod disk_full;
@@ -11,6 +12,7 @@ mod fuzz_regressions;
 mod recovery;
 mod robustness;
 mod sandbox;
+mod screening;
 mod simulation;
 mod smoke;
 mod support;
