@@ -569,3 +569,98 @@ async fn a_verdict_interrupted_by_a_crash_is_settled_at_restart() {
         .unwrap();
     assert_eq!(head.headers()["strongroom-disposition"], "released");
 }
+
+/// Writes a config for the real binary with `policy` and returns its path.
+fn binary_config(dir: &Path, policy: &str) -> PathBuf {
+    let policy_path = write_policy(dir, policy);
+    let config = dir.join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = {:?}\n[plugins]\npolicy = {:?}\n",
+            dir.join("data").display().to_string(),
+            policy_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_and_a_bad_one_is_refused() {
+    use crate::support::process::Binary;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = binary_config(dir.path(), "[defaults]\nchain = []\n");
+    let log = dir.path().join("server.log");
+    let server = Binary::serve(&config, &log, Duration::from_secs(30)).await;
+    let plugins_url = format!("http://{}/admin/plugins", server.admin);
+    let chain = async || -> Value {
+        let body = reqwest::get(&plugins_url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice::<Value>(&body).unwrap()["chains"]["defaults"].clone()
+    };
+    assert_eq!(chain().await, serde_json::json!([]));
+    let hangup = || {
+        let pid = libc::pid_t::try_from(server.child.id()).unwrap();
+        // SAFETY: signals a child process this test owns.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    };
+    let wait_for_chain = async |expected: Value| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while chain().await != expected {
+            assert!(Instant::now() < deadline, "chain never became {expected}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    write_policy(dir.path(), &shipped_chain());
+    hangup();
+    wait_for_chain(serde_json::json!([
+        "content-inspector",
+        "provenance",
+        "anomaly"
+    ]))
+    .await;
+
+    write_policy(dir.path(), "[defaults]\nchain = [\"missing\"]\n");
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("policy reload refused")
+    {
+        assert!(Instant::now() < deadline, "no refusal logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        chain().await,
+        serde_json::json!(["content-inspector", "provenance", "anomaly"]),
+        "the old policy stays"
+    );
+}
+
+#[tokio::test]
+async fn a_type_the_tenant_does_not_allow_is_rejected_by_content() {
+    let mut policy = String::from(
+        "[defaults]\nchain = [\"content-inspector\"]\nallowed_types = [\"pdf\", \"png\"]\n\n",
+    );
+    policy += &plugin("content-inspector", "");
+    let server = server_with_policy(&policy).await;
+    // Named and declared as a PDF, but the content is plain text.
+    let data = text(20_000);
+    let meta = metadata(&[("filename", "paper.pdf"), ("filetype", "application/pdf")]);
+    let up = server
+        .create_with(&[
+            ("Upload-Length", &data.len().to_string()),
+            ("Upload-Metadata", &meta),
+        ])
+        .await;
+    let reply = up.patch(0, &data).await;
+    assert_rejected_by(&reply, "content-inspector", "type-not-allowed");
+    up.head().await.assert_status(404);
+}
