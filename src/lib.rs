@@ -1,8 +1,10 @@
 //! Strongroom: a self-hosted storage appliance. Clients upload over tus 1.0;
-//! bytes are sealed (SEG1) into durable staging as they arrive and commit
-//! atomically into objects that stream back with Range support.
+//! bytes are sealed (SEG1) into durable staging as they arrive, inspected by
+//! the policy's sandboxed Wasm plugins on the way, and commit atomically into
+//! objects that stream back with Range support.
 //!
-//! Data flows one way: server → tus → ingest → {staging, store, crypto}.
+//! Data flows one way: server → tus → ingest (→ screen → sandbox) →
+//! {staging, store, crypto}.
 
 pub mod admin;
 pub mod appliance;
