@@ -9,6 +9,7 @@ mod disk_full;
 mod downloads;
 mod faults;
 mod fuzz_regressions;
+mod plugin_corpus;
 mod recovery;
 mod robustness;
 mod sandbox;
