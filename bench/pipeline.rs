@@ -11,9 +11,14 @@
 //! everything), `STRONGROOM_BENCH_SIZE` (default 1GiB), `STRONGROOM_BENCH_BIG`
 //! (size of the single-PATCH RSS check, default 4GiB, `0` skips it),
 //! `STRONGROOM_BENCH_SMALL` (number of 64 KiB uploads, default 2000),
-//! `STRONGROOM_BENCH_DIR` (parent of the temp data dir), and
-//! `STRONGROOM_BENCH_PEERS=1` (also run scenarios 1-3 against @tus/server and
-//! rustus). See bench/README.md.
+//! `STRONGROOM_BENCH_DIR` (parent of the temp data dir),
+//! `STRONGROOM_BENCH_PLUGIN_UPLOADS` (sequential 64 KiB uploads of row 7b,
+//! default 500) and `STRONGROOM_BENCH_PEERS=1` (also run scenarios 1-3
+//! against @tus/server and rustus). See bench/README.md.
+//!
+//! Row 7 runs the default plugin chain (policies/default.toml, components
+//! from plugins/dist, built by plugins/build.sh); the bench refuses to start
+//! when they are missing or do not match their pins.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -43,6 +48,12 @@ const POOL: u64 = 8 * MIB;
 const STRIDE: u64 = 1_000_003;
 /// The finalize scenario's last PATCH, the same for every upload size.
 const FINAL_CHUNK: u64 = MIB;
+/// Row 7b's anomaly threshold: the default (30 a minute, High from 60) would
+/// quarantine every sequential upload past the 60th. Twice this must fit the
+/// plugin's u32.
+const BURST_OFF: i64 = 1_000_000_000;
+/// Warm-up uploads per server before row 7b is timed.
+const WARM_UPS: usize = 5;
 
 // ---------------------------------------------------------------------------
 // settings
@@ -54,6 +65,8 @@ struct Settings {
     patch_size: u64,
     small_count: usize,
     small_size: u64,
+    /// Row 7b: sequential small uploads per server.
+    plugin_uploads: usize,
     clients: usize,
     /// Single-PATCH RSS check; `None` skips it.
     big: Option<u64>,
@@ -96,6 +109,16 @@ impl Settings {
                 Err(_) => 2000,
             },
             small_size: 64 * KIB,
+            plugin_uploads: match std::env::var("STRONGROOM_BENCH_PLUGIN_UPLOADS") {
+                Ok(text) => text
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .context("STRONGROOM_BENCH_PLUGIN_UPLOADS must be a positive count")?,
+                Err(_) if quick => 100,
+                Err(_) => 500,
+            },
             clients: 32,
             big,
             fanout_each: if quick { 4 * MIB } else { 64 * MIB },
@@ -237,6 +260,33 @@ fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// What a PATCH's 204 said: the new offset and, once the upload is
+/// complete, where it stands (`Strongroom-Disposition`; `Strongroom-Reason`
+/// when it is held).
+struct PatchReply {
+    offset: u64,
+    disposition: Option<String>,
+    reason: Option<String>,
+}
+
+impl PatchReply {
+    /// A rejected upload is already an error (422); a quarantined or pending
+    /// one took another path than the one being measured, so its figure
+    /// would be wrong.
+    fn ensure_released(&self, path: &str) -> Result<()> {
+        match self.disposition.as_deref() {
+            Some("released") => Ok(()),
+            Some(other) => bail!(
+                "upload {path} was {other}, not released ({}); its figure would not measure the released path",
+                self.reason.as_deref().unwrap_or("no reason given")
+            ),
+            None => {
+                bail!("upload {path}: the completing PATCH's 204 has no Strongroom-Disposition")
+            }
+        }
+    }
+}
+
 impl Target {
     fn new(base: String, http: &reqwest::Client) -> Target {
         Target {
@@ -288,6 +338,21 @@ impl Target {
         to: u64,
         last_sent: Option<Mark>,
     ) -> Result<u64> {
+        Ok(self
+            .patch_reply(path, pattern, from, to, last_sent)
+            .await?
+            .offset)
+    }
+
+    /// [`Target::patch`], keeping what the 204 said about the upload.
+    async fn patch_reply(
+        &self,
+        path: &str,
+        pattern: &Arc<Pattern>,
+        from: u64,
+        to: u64,
+        last_sent: Option<Mark>,
+    ) -> Result<PatchReply> {
         let mut pieces = pattern.pieces(from, to);
         pieces.last_sent = last_sent;
         let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
@@ -318,7 +383,17 @@ impl Target {
             .to_str()?
             .parse()?;
         ensure!(offset == to, "PATCH {path}: offset {offset}, expected {to}");
-        Ok(offset)
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        Ok(PatchReply {
+            offset,
+            disposition: header("strongroom-disposition"),
+            reason: header("strongroom-reason"),
+        })
     }
 
     /// GET, hashing while streaming: (bytes, SHA-256 hex, ETag).
@@ -373,6 +448,22 @@ impl Target {
         let start = Instant::now();
         self.patch(&path, pattern, 0, len, None).await?;
         Ok((path, start.elapsed()))
+    }
+
+    /// Create + one PATCH of `len` bytes that must leave the upload released:
+    /// (path, POST+PATCH time, PATCH time).
+    async fn upload_released(
+        &self,
+        pattern: &Arc<Pattern>,
+        len: u64,
+    ) -> Result<(String, Duration, Duration)> {
+        let start = Instant::now();
+        let path = self.create(len).await?;
+        let patch_start = Instant::now();
+        let reply = self.patch_reply(&path, pattern, 0, len, None).await?;
+        let done = Instant::now();
+        reply.ensure_released(&path)?;
+        Ok((path, done - start, done - patch_start))
     }
 
     /// Create + sequential PATCHes of `patch` bytes; returns (path, total
@@ -609,6 +700,8 @@ struct Server {
     name: String,
     child: Child,
     base: String,
+    /// strongroom's admin listener (`http://addr`); peers have none.
+    admin: Option<String>,
 }
 
 impl Server {
@@ -651,16 +744,26 @@ impl Drop for Server {
     }
 }
 
-/// Starts `strongroom serve` on ephemeral ports and waits for /readyz.
-async fn start_strongroom(data_dir: &Path, log: &Path, http: &reqwest::Client) -> Result<Server> {
+/// Starts `strongroom serve` on ephemeral ports, with `config` if given,
+/// and waits for /readyz.
+async fn start_strongroom(
+    data_dir: &Path,
+    log: &Path,
+    http: &reqwest::Client,
+    config: Option<&Path>,
+) -> Result<Server> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
     let log_start = out.metadata()?.len();
-    let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
-        .args(["--log-format", "json", "serve", "--data-dir"])
-        .arg(data_dir)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strongroom"));
+    command.args(["--log-format", "json", "serve", "--data-dir"]);
+    command.arg(data_dir);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let child = command
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -672,8 +775,11 @@ async fn start_strongroom(data_dir: &Path, log: &Path, http: &reqwest::Client) -
         name: "strongroom".into(),
         child,
         base: String::new(),
+        admin: None,
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // A policy's plugins are compiled before the server listens (the first
+    // start on an empty artifact cache takes seconds on a busy machine).
+    let deadline = Instant::now() + Duration::from_secs(180);
     let (public, admin) = loop {
         if let Some(addrs) = listening_line(log, log_start)? {
             break addrs;
@@ -689,6 +795,7 @@ async fn start_strongroom(data_dir: &Path, log: &Path, http: &reqwest::Client) -
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     server.base = format!("http://{public}");
+    server.admin = Some(format!("http://{admin}"));
     let readyz = format!("http://{admin}/readyz");
     loop {
         if let Ok(r) = http.get(&readyz).send().await
@@ -775,6 +882,7 @@ struct Probe {
     reset: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Usage {
     peak_rss_kib: Option<u64>,
     cpu: Option<f64>,
@@ -870,8 +978,13 @@ fn print_table(title: &str, ours: &str, rows: &[Row]) {
             ]
         })
         .collect();
+    print_grid(title, header, &cells);
+}
+
+/// A title, then aligned columns: the first left-aligned, the rest right.
+fn print_grid(title: &str, header: [&str; 7], cells: &[[&str; 7]]) {
     let mut widths = header.map(str::len);
-    for row in &cells {
+    for row in cells {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -901,7 +1014,7 @@ fn print_table(title: &str, ours: &str, rows: &[Row]) {
             .collect::<Vec<_>>()
             .join("-|-")
     );
-    for row in &cells {
+    for row in cells {
         line(row);
     }
 }
@@ -1138,6 +1251,30 @@ struct Bench {
 }
 
 impl Bench {
+    /// Compares a download (length, SHA-256, ETag) with what was sent;
+    /// records a failure for any difference. Returns the table's note.
+    fn check_readback(
+        &mut self,
+        what: &str,
+        (n, sha, etag): (u64, &str, &Option<String>),
+        size: u64,
+        expected: &str,
+    ) -> &'static str {
+        if etag.as_deref() != Some(expected) {
+            self.failures.push(format!(
+                "{what}: ETag {etag:?} is not the SHA-256 of the upload ({expected})"
+            ));
+        }
+        if n == size && sha == expected {
+            "SHA-256 ok"
+        } else {
+            self.failures.push(format!(
+                "{what} returned {n} bytes with SHA-256 {sha}; sent {size} bytes with {expected}"
+            ));
+            "SHA-256 MISMATCH"
+        }
+    }
+
     /// Median sink duration over `sink_runs` runs of `run`.
     async fn sink_median<F, Fut>(&self, mut run: F) -> Result<Duration>
     where
@@ -1196,6 +1333,7 @@ impl Bench {
             pct(ours, base),
             Some(&usage),
         ));
+        let row1 = (ours, usage);
 
         // 2. sequential 8 MiB PATCHes
         let sink2 = match baseline.patches {
@@ -1267,6 +1405,7 @@ impl Bench {
         // The one-PATCH object stays for GET (strongroom only, below).
         if keep_object {
             baseline.object = Some(object);
+            baseline.row1 = Some(row1);
         } else {
             target.delete(&object).await?;
         }
@@ -1375,19 +1514,8 @@ impl Bench {
             let (n, sha, etag) = target.get(&object).await?;
             let took = t.elapsed();
             let usage = probe.finish();
-            let verdict = if n == size && sha == expected {
-                "SHA-256 ok"
-            } else {
-                self.failures.push(format!(
-                    "GET ({label}) returned {n} bytes with SHA-256 {sha}; sent {size} bytes with {expected}"
-                ));
-                "SHA-256 MISMATCH"
-            };
-            if etag.as_deref() != Some(expected.as_str()) {
-                self.failures.push(format!(
-                    "ETag {etag:?} is not the SHA-256 of the upload ({expected})"
-                ));
-            }
+            let verdict =
+                self.check_readback(&format!("GET ({label})"), (n, &sha, &etag), size, &expected);
             let ours = mb_s(size, took);
             rows.push(Row::new(
                 format!("5. GET {} ({label}), {verdict}", human(size)),
@@ -1486,6 +1614,544 @@ struct Baseline {
     patches: Option<Duration>,
     small: Option<(Duration, Vec<Duration>)>,
     object: Option<String>,
+    /// strongroom's row 1 (MB/s and usage), the no-plugin figure of row 7a.
+    row1: Option<(f64, Usage)>,
+}
+
+// ---------------------------------------------------------------------------
+// row 7: the default plugin chain
+
+/// The shipped default policy, checked before anything runs: every plugin
+/// of its chain built (plugins/build.sh) and matching its pin.
+struct ChainPolicy {
+    path: PathBuf,
+    /// Plugin names in chain order.
+    chain: Vec<String>,
+    table: toml::Table,
+}
+
+impl ChainPolicy {
+    fn load() -> Result<ChainPolicy> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("policies")
+            .join("default.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("policy {}", path.display()))?;
+        let chain: Vec<String> = table
+            .get("defaults")
+            .and_then(|d| d.get("chain"))
+            .and_then(toml::Value::as_array)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ensure!(
+            !chain.is_empty(),
+            "policy {}: no default chain",
+            path.display()
+        );
+        let base = path.parent().expect("a file has a parent");
+        for name in &chain {
+            let field = |key: &str| {
+                table
+                    .get("plugins")
+                    .and_then(|p| p.get(name))
+                    .and_then(|p| p.get(key))
+                    .and_then(toml::Value::as_str)
+                    .ok_or_else(|| anyhow!("policy {}: plugin {name} has no {key}", path.display()))
+            };
+            let wasm = base.join(field("path")?);
+            let pin = field("sha256")?;
+            let bytes = match std::fs::read(&wasm) {
+                Ok(bytes) => bytes,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(
+                    "plugin {name}: {} is missing; row 7 runs the default policy's plugins, build them with plugins/build.sh",
+                    wasm.display()
+                ),
+                Err(err) => {
+                    return Err(err).with_context(|| format!("reading {}", wasm.display()));
+                }
+            };
+            let actual = hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes));
+            ensure!(
+                actual == pin,
+                "plugin {name}: {} has SHA-256 {actual} but {} pins {pin}; rebuild with plugins/build.sh or update the pin",
+                wasm.display(),
+                path.display()
+            );
+        }
+        Ok(ChainPolicy { path, chain, table })
+    }
+
+    /// The same policy for a run of sequential uploads: plugin paths made
+    /// absolute (the copy lives in the temp dir) and the anomaly plugin's
+    /// burst threshold lifted ([`BURST_OFF`]). Everything else, pins
+    /// included, is unchanged.
+    fn without_burst_limit(&self) -> Result<String> {
+        let base = self.path.parent().expect("a file has a parent");
+        let mut table = self.table.clone();
+        let plugins = table
+            .get_mut("plugins")
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| anyhow!("policy {}: no [plugins]", self.path.display()))?;
+        for (name, plugin) in plugins.iter_mut() {
+            let Some(plugin) = plugin.as_table_mut() else {
+                continue;
+            };
+            if let Some(path) = plugin.get("path").and_then(toml::Value::as_str) {
+                let absolute = base.join(path).display().to_string();
+                plugin.insert("path".into(), toml::Value::String(absolute));
+            }
+            if name == "anomaly" {
+                let config = plugin
+                    .entry("config")
+                    .or_insert(toml::Value::Table(toml::Table::new()));
+                if let Some(config) = config.as_table_mut() {
+                    config.insert("burst_per_minute".into(), toml::Value::Integer(BURST_OFF));
+                }
+            }
+        }
+        Ok(toml::to_string(&table)?)
+    }
+}
+
+/// Writes a strongroom config holding only `[plugins]`: the policy and an
+/// artifact cache shared by the run's servers (plugins compile once).
+fn write_plugins_config(path: &Path, policy: &Path, cache: &Path) -> Result<()> {
+    let string = |p: &Path| toml::Value::String(p.display().to_string());
+    let mut plugins = toml::Table::new();
+    plugins.insert("policy".into(), string(policy));
+    plugins.insert("cache_dir".into(), string(cache));
+    let mut root = toml::Table::new();
+    root.insert("plugins".into(), toml::Value::Table(plugins));
+    std::fs::write(path, toml::to_string(&root)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// One plugin's counters from `GET /admin/plugins`.
+#[derive(Debug, Clone, Copy)]
+struct PluginCounters {
+    runs: u64,
+    /// Time its Wasm calls spent on a worker: instantiation, feeds, finish.
+    busy_us: u64,
+    failures: u64,
+}
+
+impl PluginCounters {
+    fn since(&self, before: &PluginCounters) -> PluginCounters {
+        PluginCounters {
+            runs: self.runs.saturating_sub(before.runs),
+            busy_us: self.busy_us.saturating_sub(before.busy_us),
+            failures: self.failures.saturating_sub(before.failures),
+        }
+    }
+}
+
+/// The counters of each plugin of `chain`, in chain order.
+async fn plugin_counters(
+    http: &reqwest::Client,
+    server: &Server,
+    chain: &[String],
+) -> Result<Vec<PluginCounters>> {
+    let admin = server
+        .admin
+        .as_deref()
+        .ok_or_else(|| anyhow!("{} has no admin listener", server.name))?;
+    let response = http
+        .get(format!("{admin}/admin/plugins"))
+        .send()
+        .await
+        .context("GET /admin/plugins")?;
+    ensure!(
+        response.status() == StatusCode::OK,
+        "GET /admin/plugins: {}",
+        response.status()
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await?).context("GET /admin/plugins")?;
+    let plugins = status["plugins"]
+        .as_array()
+        .ok_or_else(|| anyhow!("GET /admin/plugins: no plugins list"))?;
+    chain
+        .iter()
+        .map(|name| {
+            let plugin = plugins
+                .iter()
+                .find(|p| p["name"] == name.as_str())
+                .ok_or_else(|| anyhow!("GET /admin/plugins does not list plugin {name}"))?;
+            let field = |key: &str| {
+                plugin[key]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("GET /admin/plugins: plugin {name} has no {key}"))
+            };
+            Ok(PluginCounters {
+                runs: field("runs")?,
+                busy_us: field("busy_us_total")?,
+                failures: field("failures")?,
+            })
+        })
+        .collect()
+}
+
+/// The counters over one phase of `uploads` uploads, checked: every plugin
+/// ran once per upload and none failed (a failing plugin whose rule is
+/// `accept` still lets the upload be released, so the disposition alone
+/// would not show it).
+fn phase_counters(
+    chain: &[String],
+    before: &[PluginCounters],
+    after: &[PluginCounters],
+    uploads: u64,
+    row: &str,
+) -> Result<Vec<PluginCounters>> {
+    let phase: Vec<PluginCounters> = after.iter().zip(before).map(|(a, b)| a.since(b)).collect();
+    for (name, counters) in chain.iter().zip(&phase) {
+        ensure!(
+            counters.failures == 0,
+            "row {row}: plugin {name} failed {} times (see the server log)",
+            counters.failures
+        );
+        ensure!(
+            counters.runs == uploads,
+            "row {row}: plugin {name} ran {} times for {uploads} uploads",
+            counters.runs
+        );
+    }
+    Ok(phase)
+}
+
+fn us(seconds: f64) -> String {
+    format!("{:.0} µs", seconds * 1e6)
+}
+
+fn signed_us(seconds: f64) -> String {
+    format!("{:+.0} µs", seconds * 1e6)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+impl Bench {
+    /// Row 7: what the default plugin chain costs. A fresh server without
+    /// plugins and a fresh one with the policy, each on its own data dir,
+    /// measured in turn: 7a the scenario size as one PATCH (next to row 1
+    /// and to the fresh no-plugin server), 7b sequential small uploads from
+    /// one client, the two servers taking turns.
+    async fn plugin_chain(
+        &mut self,
+        dir: &Path,
+        policy: &ChainPolicy,
+        baseline: &Baseline,
+    ) -> Result<()> {
+        let s = &self.settings;
+        let (size, count, small) = (s.size, s.plugin_uploads, s.small_size);
+        let pattern = self.pattern.clone();
+        let http = self.http.clone();
+        let cache = dir.join("plugin-cache");
+        let default_config = dir.join("chain.toml");
+        write_plugins_config(&default_config, &policy.path, &cache)?;
+        let burst_policy = dir.join("policy-no-burst.toml");
+        std::fs::write(&burst_policy, policy.without_burst_limit()?)?;
+        let burst_config = dir.join("chain-no-burst.toml");
+        write_plugins_config(&burst_config, &burst_policy, &cache)?;
+        let mut notes = Vec::new();
+
+        let mut none = start_strongroom(
+            &dir.join("data-7-none"),
+            &dir.join("strongroom-7-none.log"),
+            &http,
+            None,
+        )
+        .await?;
+        let started = Instant::now();
+        let mut chain = start_strongroom(
+            &dir.join("data-7a-chain"),
+            &dir.join("strongroom-7a-chain.log"),
+            &http,
+            Some(&default_config),
+        )
+        .await?;
+        let first_start = started.elapsed();
+        let idle_rss = |server: &Server| {
+            proc_status_kib(server.pid(), "VmRSS")
+                .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+        };
+        notes.push(format!(
+            "idle RSS after start: {} without plugins, {} with the policy loaded",
+            idle_rss(&none),
+            idle_rss(&chain)
+        ));
+        let none_t = Target::new(none.base.clone(), &http);
+        let chain_t = Target::new(chain.base.clone(), &http);
+
+        // warm-up: connections, page faults, the plugins' first instances.
+        for target in [&none_t, &chain_t] {
+            let (path, ..) = target.upload_released(&pattern, 4 * MIB).await?;
+            target.delete(&path).await?;
+        }
+
+        // 7a. one PATCH of the scenario size, no plugins first.
+        let probe = Probe::start(none.pid());
+        let (path, _, took) = none_t.upload_released(&pattern, size).await?;
+        let none_usage = probe.finish();
+        let none_rate = mb_s(size, took);
+        none_t.delete(&path).await?;
+        let before = plugin_counters(&http, &chain, &policy.chain).await?;
+        let probe = Probe::start(chain.pid());
+        let (object, _, took) = chain_t.upload_released(&pattern, size).await?;
+        let chain_usage = probe.finish();
+        let chain_rate = mb_s(size, took);
+        let after = plugin_counters(&http, &chain, &policy.chain).await?;
+        let big = phase_counters(&policy.chain, &before, &after, 1, "7a")?;
+        let t = Instant::now();
+        let (n, sha, etag) = chain_t.get(&object).await?;
+        let get_rate = mb_s(n, t.elapsed());
+        let expected = self.expected.clone();
+        let readback =
+            self.check_readback("GET of row 7a's upload", (n, &sha, &etag), size, &expected);
+        chain_t.delete(&object).await?;
+        ensure!(
+            chain.is_running(),
+            "strongroom (default policy) died during row 7a"
+        );
+        chain.stop(Duration::from_secs(30));
+
+        // 7b. sequential small uploads; a fresh server with the policy whose
+        // anomaly plugin does not count bursts (see BURST_OFF).
+        let started = Instant::now();
+        let mut chain = start_strongroom(
+            &dir.join("data-7b-chain"),
+            &dir.join("strongroom-7b-chain.log"),
+            &http,
+            Some(&burst_config),
+        )
+        .await?;
+        let cached_start = started.elapsed();
+        notes.push(format!(
+            "start of a server with the policy: {:.1} s compiling its plugins into an empty artifact cache, {:.1} s with the cache filled",
+            first_start.as_secs_f64(),
+            cached_start.as_secs_f64()
+        ));
+        let chain_t = Target::new(chain.base.clone(), &http);
+        for _ in 0..WARM_UPS {
+            for target in [&none_t, &chain_t] {
+                target.upload_released(&pattern, small).await?;
+            }
+        }
+        let before = plugin_counters(&http, &chain, &policy.chain).await?;
+        let (probe_none, probe_chain) = (Probe::start(none.pid()), Probe::start(chain.pid()));
+        let (mut lat_none, mut lat_chain) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        let mut last = None;
+        for i in 0..count {
+            // Turns alternate, so neither server always runs right after the
+            // other's fsyncs.
+            for screened in [i % 2 == 1, i % 2 == 0] {
+                if screened {
+                    let (path, took, _) = chain_t.upload_released(&pattern, small).await?;
+                    lat_chain.push(took);
+                    last = Some(path);
+                } else {
+                    lat_none.push(none_t.upload_released(&pattern, small).await?.1);
+                }
+            }
+        }
+        let (usage_none, usage_chain) = (probe_none.finish(), probe_chain.finish());
+        let after = plugin_counters(&http, &chain, &policy.chain).await?;
+        let per = phase_counters(&policy.chain, &before, &after, count as u64, "7b")?;
+        if let Some(path) = last {
+            let expected = self.pattern.sha256(small);
+            let (n, sha, _) = chain_t.get(&path).await?;
+            if n != small || sha != expected {
+                self.failures.push(format!(
+                    "GET of a row 7b upload returned {n} bytes with SHA-256 {sha}; sent {small} bytes with {expected}"
+                ));
+            }
+        }
+        ensure!(
+            none.is_running() && chain.is_running(),
+            "strongroom died during row 7b"
+        );
+        none.stop(Duration::from_secs(30));
+        chain.stop(Duration::from_secs(30));
+
+        // the table
+        let (row1_rate, row1_usage) = baseline
+            .row1
+            .ok_or_else(|| anyhow!("row 7a: no row 1 figure"))?;
+        let rss = |u: &Usage| {
+            u.peak_rss_kib
+                .map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+        };
+        let cpu = |u: &Usage| u.cpu.map_or("n/a".into(), |c| format!("{c:.1}"));
+        let rss_pair = |a: &Usage, b: &Usage| format!("{} / {} MiB", rss(a), rss(b));
+        let cpu_pair = |a: &Usage, b: &Usage| format!("{} / {} s", cpu(a), cpu(b));
+        let cost = |none: f64, chain: f64| 100.0 * (1.0 - chain / none);
+        let (cost_row1, cost_fresh) = (cost(row1_rate, chain_rate), cost(none_rate, chain_rate));
+        lat_none.sort();
+        lat_chain.sort();
+        let secs = |d: Duration| d.as_secs_f64();
+        let (p50_none, p50_chain) = (percentile(&lat_none, 0.5), percentile(&lat_chain, 0.5));
+        let (p99_none, p99_chain) = (percentile(&lat_none, 0.99), percentile(&lat_chain, 0.99));
+        let p50_delta = secs(p50_chain) - secs(p50_none);
+        let cpu_per = |u: &Usage| u.cpu.map(|c| c / count as f64);
+        let busy_per_upload =
+            per.iter().map(|c| c.busy_us).sum::<u64>() as f64 / count as f64 / 1e6;
+        let mut cells: Vec<[String; 7]> = vec![
+            [
+                format!("7a. {} as one PATCH (no plugins: row 1)", human(size)),
+                fmt_mb_s(row1_rate),
+                fmt_mb_s(chain_rate),
+                pct(chain_rate, row1_rate),
+                format!("{cost_row1:.0}%"),
+                rss_pair(&row1_usage, &chain_usage),
+                cpu_pair(&row1_usage, &chain_usage),
+            ],
+            [
+                "    no plugins: fresh server, just before".into(),
+                fmt_mb_s(none_rate),
+                fmt_mb_s(chain_rate),
+                pct(chain_rate, none_rate),
+                format!("{cost_fresh:.0}%"),
+                rss_pair(&none_usage, &chain_usage),
+                cpu_pair(&none_usage, &chain_usage),
+            ],
+            [
+                format!("    GET of the chain's upload, {readback}"),
+                String::new(),
+                fmt_mb_s(get_rate),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            [
+                format!("7b. {count} x {}, one client: p50 POST+PATCH", human(small)),
+                ms(p50_none),
+                ms(p50_chain),
+                times(p50_chain, p50_none),
+                signed_us(p50_delta),
+                rss_pair(&usage_none, &usage_chain),
+                cpu_pair(&usage_none, &usage_chain),
+            ],
+            [
+                "    p99 POST+PATCH".into(),
+                ms(p99_none),
+                ms(p99_chain),
+                times(p99_chain, p99_none),
+                signed_us(secs(p99_chain) - secs(p99_none)),
+                String::new(),
+                String::new(),
+            ],
+        ];
+        if let (Some(a), Some(b)) = (cpu_per(&usage_none), cpu_per(&usage_chain)) {
+            cells.push([
+                "    server CPU per upload".into(),
+                us(a),
+                us(b),
+                format!("{:.2}x", b / a.max(1e-9)),
+                signed_us(b - a),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        cells.push([
+            format!(
+                "    plugin time per upload (/admin/plugins, {} plugins)",
+                policy.chain.len()
+            ),
+            String::new(),
+            us(busy_per_upload),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        let grid: Vec<[&str; 7]> = cells
+            .iter()
+            .map(|r| r.each_ref().map(String::as_str))
+            .collect();
+        print_grid(
+            &format!(
+                "Plugin chain: {} ({}); each server fresh on its own data dir; cost = 1 - chain / no plugins",
+                policy.path.display(),
+                policy.chain.join(" -> ")
+            ),
+            [
+                "scenario",
+                "no plugins",
+                "default chain",
+                "chain / none",
+                "cost",
+                "peak RSS (none / chain)",
+                "server CPU (none / chain)",
+            ],
+            &grid,
+        );
+
+        println!("\nPlugin chain aims");
+        println!(
+            "  7a: the chain costs {cost_row1:.0}% of the no-plugin throughput against row 1, {cost_fresh:.0}% against the fresh server: aim < 25% {} / {}",
+            met(cost_row1 < 25.0),
+            met(cost_fresh < 25.0)
+        );
+        println!(
+            "  7b: {} per upload at p50 (POST+PATCH), {} of plugin time per upload on the server: aim < 50 µs {} / {}",
+            signed_us(p50_delta),
+            us(busy_per_upload),
+            met(p50_delta < 50e-6),
+            met(busy_per_upload < 50e-6)
+        );
+
+        let breakdown = |phase: &[PluginCounters], scale: f64, unit: &dyn Fn(f64) -> String| {
+            policy
+                .chain
+                .iter()
+                .zip(phase)
+                .map(|(name, c)| format!("{name} {}", unit(c.busy_us as f64 / 1e6 / scale)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let total_big = big.iter().map(|c| c.busy_us).sum::<u64>() as f64 / 1e6;
+        notes.push(format!(
+            "7a plugin time for the {} upload (on workers, beside the write stage): {}; {:.2} s in all{}",
+            human(size),
+            breakdown(&big, 1.0, &|s| format!("{s:.3} s")),
+            total_big,
+            chain_usage
+                .cpu
+                .map_or(String::new(), |c| format!(" of the server's {c:.1} s CPU"))
+        ));
+        if let Some((name, c)) = policy.chain.iter().zip(&big).max_by_key(|(_, c)| c.busy_us)
+            && c.busy_us > 0
+        {
+            notes.push(format!(
+                "7a: {name} saw the plaintext at {} while busy",
+                fmt_mb_s(size as f64 / c.busy_us as f64)
+            ));
+        }
+        notes.push(format!(
+            "7b plugin time per upload: {} (busy time leaves out freeing each instance, whose memory \
+             reset runs on the worker after the last call; the server CPU row includes it)",
+            breakdown(&per, count as f64, &us)
+        ));
+        notes.push(format!(
+            "7b runs {} with [plugins.anomaly.config] burst_per_minute = {BURST_OFF}: with the default (30) \
+             the anomaly plugin quarantines every upload past the 60th in a minute from one tenant, \
+             and until authentication exists every client is the tenant 'default'",
+            policy.path.display()
+        ));
+        println!("\nNotes (row 7)");
+        for note in &notes {
+            println!("  - {note}");
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1550,6 +2216,7 @@ async fn start_tus_node(dir: &Path) -> Result<Server> {
         name: "@tus/server".into(),
         child,
         base: format!("http://127.0.0.1:{port}"),
+        admin: None,
     };
     wait_for_port(&mut server, port, &log).await?;
     Ok(server)
@@ -1609,6 +2276,7 @@ async fn start_rustus(dir: &Path) -> Result<Server> {
         name: "rustus".into(),
         child,
         base: format!("http://127.0.0.1:{port}"),
+        admin: None,
     };
     wait_for_port(&mut server, port, &log).await?;
     Ok(server)
@@ -1641,6 +2309,14 @@ async fn run(settings: Settings) -> Result<bool> {
     {
         println!("  WARNING: the data dir is on tmpfs; set STRONGROOM_BENCH_DIR to a real disk");
     }
+    // Checked first: row 7 runs last and should not fail after a long run.
+    let policy = ChainPolicy::load()?;
+    println!(
+        "  {:width$}  {} ({}; components present and matching their pins)",
+        "plugins",
+        policy.path.display(),
+        policy.chain.join(", ")
+    );
 
     let pattern = Arc::new(Pattern::new());
     let size = settings.size;
@@ -1683,7 +2359,7 @@ async fn run(settings: Settings) -> Result<bool> {
         notes: Vec::new(),
     };
 
-    let mut server = start_strongroom(&data_dir, &log, &http).await?;
+    let mut server = start_strongroom(&data_dir, &log, &http, None).await?;
     let idle_rss = proc_status_kib(server.pid(), "VmRSS").unwrap_or(0);
     println!(
         "  server    {} (pid {}, idle RSS {:.1} MiB, defaults: AES-256-GCM, 64 KiB segments, checkpoint every 16 MiB)",
@@ -1707,7 +2383,7 @@ async fn run(settings: Settings) -> Result<bool> {
     for fanout in [false, true] {
         ensure!(server.is_running(), "strongroom died during the run");
         server.stop(Duration::from_secs(30));
-        server = start_strongroom(&data_dir, &log, &http).await?;
+        server = start_strongroom(&data_dir, &log, &http, None).await?;
         bench.memory_case(&server, fanout, &mut rows).await?;
     }
     bench.small_read_buffer_sink(&baseline).await?;
@@ -1719,6 +2395,7 @@ async fn run(settings: Settings) -> Result<bool> {
         "strongroom",
         &rows,
     );
+    bench.plugin_chain(dir.path(), &policy, &baseline).await?;
 
     if bench.settings.peers {
         for start in [0, 1] {

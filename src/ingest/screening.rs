@@ -3,7 +3,7 @@
 //! verdict decides the upload. Ingest knows only the [`Screen`] and
 //! [`Screening`] traits; it never sees a plugin, a policy or wasmtime.
 //!
-//! Owns: grouping network frames into 64 KiB–1 MiB feeds on a task beside
+//! Owns: grouping network frames into 256 KiB–1 MiB feeds on a task beside
 //! the write stage, keeping each upload's screening between requests (and
 //! releasing it when idle), replaying staged bytes into a fresh screening
 //! when the old one is gone, and applying verdicts: release, quarantine, or
@@ -82,7 +82,7 @@ pub struct Rejection {
 pub struct Unavailable(pub String);
 
 /// Feeds smaller than this wait for more frames while more are queued.
-const MIN_FEED: usize = 64 << 10;
+const MIN_FEED: usize = 256 << 10;
 /// Feeds never grow past this.
 const MAX_FEED: usize = 1 << 20;
 /// Frames queued between the request and its feeder.

@@ -52,6 +52,10 @@ pub struct Inspection {
 struct Ran<R> {
     /// `None` once the call failed or the inspection is done.
     live: Option<Box<Live>>,
+    /// The instance of a call that finished the inspection (a verdict or a
+    /// failure): freed on a worker after the answer is out, because freeing
+    /// a slot resets its memory and that is no reason to make a client wait.
+    finished: Option<Box<Live>>,
     result: Result<R, FailureKind>,
     busy: Duration,
     log: (u32, u32, u32),
@@ -77,6 +81,7 @@ impl Inspection {
         let ran = shared.pool.run(job).await;
         let _ = inspection.settle(ran.map(|ran| Ran {
             live: ran.live,
+            finished: ran.finished,
             result: ran.result.map(|()| ((), false)),
             busy: ran.busy,
             log: ran.log,
@@ -186,15 +191,24 @@ impl Inspection {
             let busy = started.elapsed();
             let log = log_counts(live.store.data());
             match result {
-                Ok((value, done)) => Ran {
-                    live: (!done).then_some(live),
-                    result: Ok((value, done)),
+                Ok((value, true)) => Ran {
+                    live: None,
+                    finished: Some(live),
+                    result: Ok((value, true)),
+                    busy,
+                    log,
+                },
+                Ok((value, false)) => Ran {
+                    live: Some(live),
+                    finished: None,
+                    result: Ok((value, false)),
                     busy,
                     log,
                 },
                 Err(err) => Ran {
                     result: Err(classify(live.store.data(), &err)),
                     live: None,
+                    finished: Some(live),
                     busy,
                     log,
                 },
@@ -215,6 +229,9 @@ impl Inspection {
             self.state = State::Failed(failure.clone());
             return Err(failure);
         };
+        if let Some(finished) = ran.finished {
+            self.shared.pool.discard(finished);
+        }
         self.stats.calls += 1;
         self.stats.busy += ran.busy;
         (
@@ -332,12 +349,14 @@ fn instantiate(
                 guest,
                 inspection,
             })),
+            finished: None,
             result: Ok(()),
             busy,
             log,
         },
         Err(kind) => Ran {
             live: None,
+            finished: None,
             result: Err(kind),
             busy,
             log,

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use bindings::{Inspector, InspectorPre};
 use cache::ArtifactCache;
@@ -216,7 +216,12 @@ impl Sandbox {
             .max_memory_size(max_memory)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
-            .max_unused_warm_slots(WARM_SLOTS);
+            .max_unused_warm_slots(WARM_SLOTS)
+            // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), a freed slot
+            // resets only the pages the plugin touched instead of the whole
+            // `KEEP_RESIDENT` prefix (mostly an untouched 1 MiB shadow
+            // stack): measured ~4 MiB of memset per upload without it.
+            .pagemap_scan(Enabled::Auto);
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)

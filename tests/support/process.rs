@@ -14,25 +14,21 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// Starts `strongroom serve --config <config>` with its output appended
-    /// to `log`, and waits until `/readyz` answers 200 (recovery done).
+    /// Starts `strongroom serve --config <config>` on ports the kernel picks
+    /// (read back from its JSON "strongroom listening" line, so parallel
+    /// tests never race for a port) with its output appended to `log`, and
+    /// waits until `/readyz` answers 200 (recovery done).
     pub async fn serve(config: &Path, log: &Path, ready_within: Duration) -> Binary {
-        let public = free_addr();
-        let admin = free_addr();
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("server log");
+        let log_start = out.metadata().expect("log metadata").len();
         let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
-            .arg("serve")
-            .arg("--config")
+            .args(["--log-format", "json", "serve", "--config"])
             .arg(config)
-            .arg("--listen")
-            .arg(public.to_string())
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .env("NO_COLOR", "1")
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
@@ -40,36 +36,47 @@ impl Binary {
             .expect("start the strongroom binary");
         let mut binary = Binary {
             child,
-            public,
-            admin,
+            public: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        binary.wait_ready(log, ready_within).await;
+        let deadline = Instant::now() + ready_within;
+        (binary.public, binary.admin) = loop {
+            if let Some(addrs) = listening_addrs(log, log_start) {
+                break addrs;
+            }
+            binary.check_alive(log, deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        binary.wait_ready(log, deadline).await;
         binary
     }
 
-    async fn wait_ready(&mut self, log: &Path, within: Duration) {
-        let deadline = Instant::now() + within;
+    fn check_alive(&mut self, log: &Path, deadline: Instant) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "strongroom exited during start ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if Instant::now() >= deadline {
+            self.kill();
+            panic!(
+                "strongroom not ready in time:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+    }
+
+    async fn wait_ready(&mut self, log: &Path, deadline: Instant) {
         let url = format!("http://{}/readyz", self.admin);
         let http = reqwest::Client::new();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "strongroom exited during start ({status}):\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
             if let Ok(response) = http.get(&url).send().await
                 && response.status() == 200
             {
                 return;
             }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!(
-                    "{url} not ready within {within:?}:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
+            self.check_alive(log, deadline);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -91,8 +98,17 @@ impl Drop for Binary {
     }
 }
 
-/// A loopback address nothing listens on (at the moment of asking).
-pub fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr")
+/// The (public, admin) addresses from the JSON "strongroom listening" line
+/// written after `from` bytes of the log.
+fn listening_addrs(log: &Path, from: u64) -> Option<(SocketAddr, SocketAddr)> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(text.get(from as usize..)?);
+    text.lines().find_map(|line| {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        let fields = &value["fields"];
+        (fields["message"] == "strongroom listening").then_some(())?;
+        let public = fields["public"].as_str()?.parse().ok()?;
+        let admin = fields["admin"].as_str()?.parse().ok()?;
+        Some((public, admin))
+    })
 }
