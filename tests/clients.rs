@@ -3,7 +3,10 @@
 //! events on stdout, see `tests/clients/README.md`). Whole uploads, resumes
 //! from a brand-new client process (after a clean stop and after SIGKILL) and
 //! parallel (concatenation) uploads; every object is read back and compared
-//! with its source byte for byte.
+//! with its source byte for byte. With the shipped policy
+//! (`policies/default.toml`) the clients also meet the plugin chain's
+//! verdicts: a release, a rejection in the middle of an upload, and a
+//! quarantine that is no client error.
 //!
 //! The drivers and their dependencies are installed by
 //! `tests/clients/setup.sh`, which `./tests/run.sh` runs first. A missing
@@ -36,6 +39,21 @@ const STOP_AFTER: u64 = 20 * MIB;
 const KILL_AFTER: u64 = 10 * MIB;
 /// Bound on one client process, from spawn to exit.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on one request of a test's own checks (HEAD, GET, admin).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The EICAR antivirus test string: content-inspector's `malware-signature`
+/// rule rejects any upload that contains it.
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+/// The released source: 1 MiB chunks and a short last one.
+const CLEAN_SIZE: u64 = 6 * MIB - 12_345;
+/// The rejection tests send an 8 MiB source in two PATCHes and cut EICAR in
+/// two at their boundary: the first PATCH carries its first half, the second
+/// reveals it within its first bytes. The second PATCH is large on purpose:
+/// the verdict comes while the client is still sending most of it, as it
+/// would for any big chunk.
+const INFECTED_SIZE: u64 = 8 * MIB;
+const INFECTED_CHUNK: u64 = 4 * MIB;
 
 const HOW_TO_INSTALL: &str = "the tus client drivers are installed by tests/clients/setup.sh; \
      run the project's test command, ./tests/run.sh, which runs it first";
@@ -105,6 +123,143 @@ async fn tus_js_client_parallel_uploads_concatenate() {
         .collect();
     assert_eq!(parts.len(), 4, "Upload-Concat: {concat}");
     fx.assert_object(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_upload_of_clean_content_is_released() {
+    // A short last chunk: the completing PATCH is not a full one.
+    let data = bytes(CLEAN_SIZE as usize, 51);
+    let fx = Fixture::screened(data, "clean.bin", CHUNK).await;
+    let run = fx
+        .run(
+            Driver::Js,
+            "clean",
+            Some(&fx.store(Driver::Js)),
+            &["--report-header", "strongroom-disposition"],
+        )
+        .finish()
+        .await;
+    let url = run.assert_success();
+    assert_eq!(run.count("created"), 1, "{}", run.describe());
+    let size = fx.data.len() as u64;
+    let mut expected: Vec<u64> = (1..=size / CHUNK).map(|n| n * CHUNK).collect();
+    expected.push(size);
+    assert_eq!(run.chunk_offsets(), expected, "{}", run.describe());
+    let completing = run.last_patch_response();
+    assert_eq!(completing["status"], 204, "{}", run.describe());
+    assert_eq!(
+        completing["headers"]["strongroom-disposition"],
+        "released",
+        "the client received the release on the PATCH that completed the upload\n{}",
+        run.describe()
+    );
+
+    let head = fx.head(&url).await;
+    head.assert_status(200).assert_offset(size);
+    assert_eq!(
+        head.header("strongroom-disposition"),
+        Some("released"),
+        "HEAD {url}"
+    );
+    fx.assert_object(&url).await;
+    assert_eq!(fx.quarantined().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_reports_eicar_split_across_two_patches_as_a_422() {
+    rejected_across_a_chunk_boundary(Driver::Js, 61).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuspy_reports_eicar_split_across_two_patches_as_a_422() {
+    rejected_across_a_chunk_boundary(Driver::Py, 62).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_upload_of_an_elf_named_pdf_succeeds_into_quarantine() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_strongroom")).expect("own binary");
+    let data = binary[..200_000].to_vec();
+    let chunk = 64 * 1024;
+    let fx = Fixture::screened(data, "executable.bin", chunk).await;
+    let run = fx
+        .run(
+            Driver::Js,
+            "elf",
+            Some(&fx.store(Driver::Js)),
+            &[
+                "--metadata",
+                "filename=invoice.pdf",
+                "--metadata",
+                "filetype=application/pdf",
+                "--report-header",
+                "strongroom-disposition",
+                "--report-header",
+                "strongroom-reason",
+            ],
+        )
+        .finish()
+        .await;
+    // Quarantine holds the object for an admin; the upload itself succeeded.
+    let url = run.assert_success();
+    assert_eq!(
+        run.chunk_offsets(),
+        [65_536, 131_072, 196_608, 200_000],
+        "{}",
+        run.describe()
+    );
+    let completing = run.last_patch_response();
+    assert_eq!(completing["status"], 204, "{}", run.describe());
+    assert_eq!(
+        completing["headers"]["strongroom-disposition"],
+        "quarantined",
+        "the client received the quarantine on the PATCH that completed the upload\n{}",
+        run.describe()
+    );
+    let reason = completing["headers"]["strongroom-reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no Strongroom-Reason\n{}", run.describe()));
+    assert!(
+        reason.contains("content-inspector"),
+        "Strongroom-Reason names the plugin: {reason:?}"
+    );
+
+    let path = fx.path_of(&url);
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    let head = fx.head(&url).await;
+    head.assert_status(200).assert_offset(200_000);
+    assert_eq!(
+        head.header("strongroom-disposition"),
+        Some("quarantined"),
+        "HEAD {url}"
+    );
+    assert_eq!(head.header("strongroom-reason"), Some(reason), "HEAD {url}");
+    for path in [path.clone(), format!("/objects/{id}")] {
+        fx.send("GET", &path)
+            .await
+            .assert_problem(403, "object_quarantined");
+    }
+
+    let listed = fx.admin_json("/admin/quarantine").await;
+    let objects = listed["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 1, "{listed}");
+    assert_eq!(objects[0]["id"], id.as_str(), "{listed}");
+    let inspector = objects[0]["screening"]["plugins"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["plugin"] == "content-inspector"))
+        .unwrap_or_else(|| panic!("no content-inspector report: {listed}"));
+    assert_eq!(inspector["verdict"], "quarantine", "{inspector}");
+    // The finding quotes the name and type the client declared.
+    assert!(
+        inspector["findings"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| {
+                f["rule"] == "type-mismatch"
+                    && f["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("invoice.pdf") && d.contains("application/pdf"))
+            })),
+        "{inspector}"
+    );
 }
 
 // ---- scenarios -------------------------------------------------------------
@@ -209,6 +364,64 @@ async fn resume_after_kill(driver: Driver, seed: u64) {
     fx.assert_object(&url).await;
 }
 
+/// EICAR straddles the client's chunk boundary: the PATCH carrying its first
+/// half is acknowledged, the next one is refused with the plugin's problem,
+/// the client reports exactly that as its error (no retry, no second
+/// upload), and nothing of the upload remains.
+async fn rejected_across_a_chunk_boundary(driver: Driver, seed: u64) {
+    let mut data = bytes(INFECTED_SIZE as usize, seed);
+    let at = INFECTED_CHUNK as usize - EICAR.len() / 2;
+    data[at..at + EICAR.len()].copy_from_slice(EICAR);
+    let fx = Fixture::screened(data, "infected.bin", INFECTED_CHUNK).await;
+    let run = fx
+        .run(driver, "eicar", Some(&fx.store(driver)), &[])
+        .finish()
+        .await;
+    let problem = run.assert_error(422);
+    assert_eq!(problem["code"], "upload_rejected", "{problem}");
+    assert_eq!(problem["plugin"], "content-inspector", "{problem}");
+    assert_eq!(problem["rule"], "malware-signature", "{problem}");
+    assert!(
+        problem["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "the problem gives a reason: {problem}"
+    );
+    // A client that lost the 422 (its PATCH failed as a network error) retries:
+    // the HEAD finds the upload destroyed and it starts over with a new one.
+    assert_eq!(
+        run.count("retry"),
+        0,
+        "the rejection reached the client as a 422, not as a failure to retry\n{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.count("created"),
+        1,
+        "one upload: the client received the 422 of the first PATCH that revealed \
+         EICAR\n{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.chunk_offsets(),
+        [INFECTED_CHUNK],
+        "the PATCH carrying the first half of EICAR was acknowledged\n{}",
+        run.describe()
+    );
+
+    let created = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "created")
+        .unwrap_or_else(|| panic!("no created event\n{}", run.describe()));
+    let url = created["url"].as_str().expect("created url");
+    let path = fx.path_of(url);
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    fx.head(url).await.assert_status(404);
+    for path in [path, format!("/objects/{id}")] {
+        fx.send("GET", &path).await.assert_status(404);
+    }
+    assert_eq!(fx.quarantined().await, Vec::<String>::new());
+}
+
 /// A second process resumed `url` (never created a new upload) from at least
 /// `acknowledged` bytes and completed it.
 #[track_caller]
@@ -253,20 +466,46 @@ fn assert_resumed(run: &Outcome, url: &str, acknowledged: u64, exact: bool) {
 
 // ---- fixture ----------------------------------------------------------------
 
-/// A server with a 50 MiB source file in its temp dir.
+/// A server with a source file in its temp dir, sent in `chunk`-byte PATCHes.
 struct Fixture {
     server: TestServer,
     file: PathBuf,
     data: Vec<u8>,
+    chunk: u64,
 }
 
 impl Fixture {
+    /// No policy, a 50 MiB source in 1 MiB chunks.
     async fn new(seed: u64) -> Fixture {
         let server = TestServer::start().await;
         let data = bytes(FILE_SIZE as usize, seed);
-        let file = server.dir.path().join(format!("source-{seed}.bin"));
+        Fixture::with_source(server, data, &format!("source-{seed}.bin"), CHUNK).await
+    }
+
+    /// Uploads screened by the shipped policy, `policies/default.toml`, whose
+    /// plugins are pinned to the components `plugins/build.sh` puts in
+    /// `plugins/dist/`.
+    async fn screened(data: Vec<u8>, name: &str, chunk: u64) -> Fixture {
+        let inspector = repo_path("plugins/dist/content-inspector.wasm");
+        assert!(
+            inspector.is_file(),
+            "{} is missing: build the plugins with plugins/build.sh (tests/run.sh does)",
+            inspector.display()
+        );
+        let policy = repo_path("policies/default.toml");
+        let server = TestServer::start_with(|config| config.plugins.policy = Some(policy)).await;
+        Fixture::with_source(server, data, name, chunk).await
+    }
+
+    async fn with_source(server: TestServer, data: Vec<u8>, name: &str, chunk: u64) -> Fixture {
+        let file = server.dir.path().join(name);
         tokio::fs::write(&file, &data).await.expect("write source");
-        Fixture { server, file, data }
+        Fixture {
+            server,
+            file,
+            data,
+            chunk,
+        }
     }
 
     fn store(&self, driver: Driver) -> PathBuf {
@@ -283,7 +522,7 @@ impl Fixture {
             .arg("--file")
             .arg(&self.file)
             .arg("--chunk-size")
-            .arg(CHUNK.to_string());
+            .arg(self.chunk.to_string());
         if let Some(store) = store {
             cmd.arg("--store").arg(store);
         }
@@ -300,6 +539,60 @@ impl Fixture {
             self.server.base()
         );
         path.to_owned()
+    }
+
+    /// A request of the test's own, bounded by `REQUEST_TIMEOUT`.
+    async fn send(&self, method: &str, path: &str) -> Reply {
+        let headers: &[(&str, &str)] = if method == "GET" { &[] } else { &[TUS] };
+        tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.server.send(method, path, headers, Vec::new()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within {REQUEST_TIMEOUT:?}"))
+    }
+
+    async fn head(&self, url: &str) -> Reply {
+        self.send("HEAD", &self.path_of(url)).await
+    }
+
+    /// A JSON document from the admin listener.
+    async fn admin_json(&self, path: &str) -> Value {
+        let request = async {
+            let response = self
+                .server
+                .http
+                .get(self.server.admin_url(path))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("admin GET {path}: {e}"));
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("admin GET {path}: body: {e}"));
+            assert!(
+                status.is_success(),
+                "admin GET {path}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            serde_json::from_slice::<Value>(&body)
+                .unwrap_or_else(|e| panic!("admin GET {path}: not JSON: {e}"))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, request)
+            .await
+            .unwrap_or_else(|_| panic!("admin GET {path}: no answer within {REQUEST_TIMEOUT:?}"))
+    }
+
+    /// The ids `/admin/quarantine` lists.
+    async fn quarantined(&self) -> Vec<String> {
+        let listed = self.admin_json("/admin/quarantine").await;
+        listed["objects"]
+            .as_array()
+            .unwrap_or_else(|| panic!("/admin/quarantine: no objects array: {listed}"))
+            .iter()
+            .map(|o| o["id"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// GET of the upload (and of its `/objects/` alias) streams exactly the
@@ -590,6 +883,44 @@ impl Outcome {
             .as_str()
             .unwrap_or_else(|| panic!("success without url\n{}", self.describe()))
             .to_owned()
+    }
+
+    /// Exit 1 with `error` as the last event, carrying the HTTP `status` of
+    /// the failing response; returns its body parsed as JSON.
+    #[track_caller]
+    fn assert_error(&self, status: u16) -> Value {
+        let last = self.events.last();
+        assert!(
+            self.code() == Some(1) && last.is_some_and(|e| e["event"] == "error"),
+            "expected the client to report an error\n{}",
+            self.describe()
+        );
+        let error = last.unwrap();
+        assert_eq!(
+            error["status"],
+            status,
+            "status of the response the client failed on\n{}",
+            self.describe()
+        );
+        let body = error["body"]
+            .as_str()
+            .unwrap_or_else(|| panic!("error without a response body\n{}", self.describe()));
+        serde_json::from_str(body).unwrap_or_else(|e| {
+            panic!(
+                "the error's response body is not JSON ({e})\n{}",
+                self.describe()
+            )
+        })
+    }
+
+    /// The last `response` event of a PATCH (drivers run with `--report-header`).
+    #[track_caller]
+    fn last_patch_response(&self) -> &Value {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "response" && e["method"] == "PATCH")
+            .unwrap_or_else(|| panic!("no PATCH response event\n{}", self.describe()))
     }
 
     fn describe(&self) -> String {

@@ -564,6 +564,9 @@ fn elf_head() -> Vec<u8> {
 
 // --- content-inspector -------------------------------------------------------------
 
+/// A corpus file: name, declared type, bytes, labels beyond `detected-type`.
+type CorpusFile<'a> = (&'a str, &'a str, Vec<u8>, &'a [(&'a str, &'a str)]);
+
 #[tokio::test]
 async fn inspector_accepts_real_files_with_their_type() {
     let plugin = shipped("content-inspector", json!({}));
@@ -577,7 +580,7 @@ async fn inspector_accepts_real_files_with_their_type() {
         false,
     );
     let uncompressed = (report.len() + 9 + 22).to_string();
-    let corpus: [(&str, &str, Vec<u8>, &[(&str, &str)]); 6] = [
+    let corpus: [CorpusFile; 6] = [
         ("report.pdf", "application/pdf", pdf(1_200_000), &[]),
         ("pixel.png", "image/png", png(300_000, b""), &[]),
         ("photo.jpg", "image/jpeg", jpeg(300_000), &[]),

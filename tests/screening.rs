@@ -664,3 +664,44 @@ async fn a_type_the_tenant_does_not_allow_is_rejected_by_content() {
     assert_rejected_by(&reply, "content-inspector", "type-not-allowed");
     up.head().await.assert_status(404);
 }
+
+/// A rejection that arrives while the client is still sending: the server
+/// reads the rest of the body before answering, so the client can finish
+/// writing and read the 422 instead of meeting a closed socket (which
+/// tus-js-client on Node reports as a network error and retries).
+#[tokio::test]
+async fn a_client_still_sending_after_an_early_reject_can_finish_and_read_it() {
+    use crate::support::raw::{RawReply, read_to_close, tus_head};
+    use tokio::io::AsyncWriteExt;
+
+    let server = server_with_policy(&shipped_chain()).await;
+    let data = with_eicar(3 << 20, 1 << 20);
+    let up = create_named(&server, data.len(), "slow.txt").await;
+    let head = tus_head(
+        "PATCH",
+        &up.path,
+        &[
+            ("Upload-Offset", "0"),
+            ("Content-Type", "application/offset+octet-stream"),
+            ("Content-Length", &data.len().to_string()),
+        ],
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.appliance().public_addr)
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The signature is in the first 2 MiB; give the chain time to reject
+    // before the rest is written.
+    stream.write_all(&data[..2 << 20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for piece in data[2 << 20..].chunks(64 << 10) {
+        stream
+            .write_all(piece)
+            .await
+            .expect("the server still reads the body it will reject");
+    }
+    let reply = RawReply::parse(&read_to_close(&mut stream).await).expect("an HTTP reply");
+    assert_eq!(reply.status, 422);
+    assert_eq!(reply.code(), "upload_rejected");
+    up.head().await.assert_status(404);
+}

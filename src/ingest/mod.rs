@@ -564,7 +564,10 @@ impl Ingest {
             let next = tokio::select! {
                 biased;
                 () = guard.superseded() => return Ending::Interrupted(Error::Superseded(guard_id(guard))),
-                () = screening::rejected(&mut feeder) => return Ending::Interrupted(Error::StoppedByScreening),
+                () = screening::rejected(&mut feeder) => {
+                    drain(&mut body, idle).await;
+                    return Ending::Interrupted(Error::StoppedByScreening);
+                }
                 next = tokio::time::timeout(idle, body.next()) => next,
             };
             match next {
@@ -577,6 +580,7 @@ impl Ingest {
                     let copy = feeder.is_some().then(|| bytes.clone());
                     if tx.send(StageMsg::Data(bytes, budget)).await.is_err() {
                         // The stage failed; its own error is the answer.
+                        drain(&mut body, idle).await;
                         return Ending::Complete { trailer };
                     }
                     if let (Some(feeder), Some(copy)) = (feeder.as_deref(), copy) {
@@ -933,6 +937,26 @@ impl Ingest {
                 .or_else(|| metadata_text(&record, "content_type")),
             reader: Arc::new(PlainReader::new(file, keys, Layout::Committed { length })),
         })
+    }
+}
+
+/// Bytes of a request body read and thrown away after the request has
+/// failed, so the client can finish sending and read the answer: HTTP/1.1
+/// clients (Node's among them) that meet a closed socket mid-body report a
+/// network error and retry instead of showing the answer. Larger rests are
+/// cut off by closing the connection.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// Reads and discards the rest of a failed request's body, up to
+/// `DRAIN_LIMIT` and while it keeps arriving.
+async fn drain(body: &mut BodyStream, idle: Duration) {
+    let mut drained = 0u64;
+    while drained < DRAIN_LIMIT {
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(BodyChunk::Data(bytes)))) => drained += bytes.len() as u64,
+            Ok(Some(Ok(BodyChunk::TrailerChecksum(_)))) => {}
+            Ok(None) | Ok(Some(Err(_))) | Err(_) => return,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //
 //   node upload.mjs --endpoint http://127.0.0.1:PORT/files/ --file PATH --chunk-size BYTES
 //                   --store PATH [--stop-after BYTES] [--metadata key=value]...
-//                   [--parallel N] [--header K=V]...
+//                   [--parallel N] [--header K=V]... [--report-header NAME]...
 //
 // stdout carries one JSON object per line (see ../README.md); diagnostics go to stderr.
 // Exit codes: 0 success, 1 upload error, 2 usage error, 3 stopped by --stop-after.
@@ -14,7 +14,8 @@ import * as tus from 'tus-js-client'
 
 const USAGE =
   'usage: node upload.mjs --endpoint URL --file PATH --chunk-size BYTES --store PATH ' +
-  '[--stop-after BYTES] [--metadata key=value]... [--parallel N] [--header K=V]...'
+  '[--stop-after BYTES] [--metadata key=value]... [--parallel N] [--header K=V]... ' +
+  '[--report-header NAME]...'
 
 function usageError(message) {
   process.stderr.write(`upload.mjs: ${message}\n${USAGE}\n`)
@@ -35,7 +36,7 @@ function parseKeyValue(name, value) {
 }
 
 function parseArgs(argv) {
-  const opts = { metadata: [], headers: [], parallel: 1, stopAfter: null }
+  const opts = { metadata: [], headers: [], reportHeaders: [], parallel: 1, stopAfter: null }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     const next = () => {
@@ -51,6 +52,7 @@ function parseArgs(argv) {
       case '--metadata': opts.metadata.push(parseKeyValue(arg, next())); break
       case '--header': opts.headers.push(parseKeyValue(arg, next())); break
       case '--parallel': opts.parallel = parsePositiveInt(arg, next()); break
+      case '--report-header': opts.reportHeaders.push(next().toLowerCase()); break
       case '-h':
       case '--help':
         process.stdout.write(`${USAGE}\n`)
@@ -131,6 +133,17 @@ const upload = new tus.Upload(source, {
   metadata,
   headers,
   retryDelays: [0, 200, 500],
+  // tus-js-client's own rule (defaultOnShouldRetry, not exported; "online" is always
+  // true in Node.js), restated so that every retry is reported with its cause.
+  onShouldRetry(err, retryAttempt) {
+    const res = err?.originalResponse ?? null
+    const status = res ? res.getStatus() : null
+    const retry = status == null || status < 400 || status >= 500 || status === 409 || status === 423
+    if (retry && !finished) {
+      emit({ event: 'retry', attempt: retryAttempt + 1, message: String(err?.message ?? err), status })
+    }
+    return retry
+  },
   parallelUploads: opts.parallel,
   ...(urlStorage
     ? { urlStorage, storeFingerprintForResuming: true, removeFingerprintOnSuccess: true }
@@ -143,6 +156,15 @@ const upload = new tus.Upload(source, {
       createdUrl = upload.url
       emit({ event: 'created', url: upload.url })
     }
+  },
+
+  // Only with --report-header: what the client itself received, for headers that
+  // tus-js-client does not surface (e.g. a server's verdict on the completing PATCH).
+  onAfterResponse(req, res) {
+    if (opts.reportHeaders.length === 0 || finished) return
+    const headers = {}
+    for (const name of opts.reportHeaders) headers[name] = res.getHeader(name) ?? null
+    emit({ event: 'response', method: req.getMethod(), status: res.getStatus(), headers })
   },
 
   onChunkComplete(chunkSize, bytesAccepted, bytesTotal) {
