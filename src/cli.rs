@@ -72,6 +72,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The tamper-evident audit log: export a signed snapshot, verify one.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +89,43 @@ pub enum PolicyCommand {
         /// The policy file.
         #[arg(default_value = "policies/default.toml")]
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Copy the records, checkpoints and verifier key into a directory an
+    /// auditor can take away.
+    ///
+    /// Only reads the data dir, so it is safe while the appliance runs. The
+    /// copy ends at the latest checkpoint and holds exactly the records it
+    /// signs; records appended after it are left for the next export.
+    Export {
+        /// The data dir (storage.data_dir).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Where to write the copy (created; must not already hold one).
+        #[arg(long, default_value = "strongroom-audit-export")]
+        out: PathBuf,
+    },
+    /// Check an exported audit log offline against its verifier key.
+    ///
+    /// Checks every record's form, index and chain, every checkpoint's
+    /// signature, each checkpoint's root against the tree rebuilt from the
+    /// records, and consistency between consecutive checkpoints. Prints the
+    /// first failing record index.
+    #[command(after_help = "\
+Exit status:
+  0  every record is signed for and nothing was altered
+  2  tampered: the first failing index is printed
+  1  any other error (a missing file, an unreadable key)")]
+    Verify {
+        /// The exported directory (records, checkpoints).
+        dir: PathBuf,
+        /// The verifier key: the text `<name>+<hash>+<key>`, or a file holding
+        /// it (audit.pub, obtained from the appliance out of band).
+        #[arg(long, value_name = "PUB")]
+        key: String,
     },
 }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod appliance;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -60,6 +60,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => commands::policy::check(&file),
         #[cfg(feature = "plugins")]
         Command::Plugin { command } => commands::plugin::run(command),
+        Command::Audit { command } => commands::audit::run(command),
         Command::Scrub { data_dir, json } => {
             let report = scrub(&data_dir)?;
             print_scrub(&report, json);

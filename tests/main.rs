@@ -2,6 +2,7 @@
 //! on an ephemeral port (in-process, or the real binary for crash tests) with
 //! its data on disk in a temporary directory.
 
+mod audit;
 mod cli;
 mod clients;
 mod crash;

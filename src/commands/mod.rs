@@ -3,6 +3,7 @@
 //! or choose exit statuses. Each command takes its parsed arguments, calls
 //! the library, and reports for a human.
 
+pub mod audit;
 #[cfg(feature = "plugins")]
 pub mod plugin;
 pub mod policy;

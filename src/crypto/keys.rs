@@ -4,9 +4,9 @@
 //! rules; never prints, logs or returns key bytes.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Error;
 use super::digest::random_array;
+use super::secret_file::{self, io_error};
 use super::seg1::{NONCE_LEN, TAG_LEN};
 
 const KEY_LEN: usize = 32;
@@ -268,13 +269,6 @@ fn validate_tenant(dir: &Path, tenant: &str) -> Result<(), Error> {
     })
 }
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn create_private_dir(dir: &Path) -> Result<(), Error> {
     DirBuilder::new()
         .recursive(true)
@@ -315,47 +309,9 @@ fn load_keks(dir: &Path, tenant: &str) -> Result<Vec<(u32, Kek)>, Error> {
     Ok(keks)
 }
 
-/// Reads one key file, refusing it unless only its owner can read or write
-/// it: a key others can read protects nothing, and one others can write could
-/// have been swapped.
+/// Reads one key file (see `secret_file` for the rules it must meet).
 fn read_key_file(path: &Path) -> Result<[u8; KEY_LEN], Error> {
-    let file = File::open(path).map_err(io_error(path))?;
-    // Check the opened file, not the path, so the checked file is the read one.
-    let metadata = file.metadata().map_err(io_error(path))?;
-    if !metadata.is_file() {
-        return Err(key_file_error(path, "not a regular file"));
-    }
-    let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(Error::KeyFilePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let mut text = Vec::with_capacity(2 * KEY_LEN + 1);
-    // Read one byte past the longest valid content to detect oversized files.
-    file.take(2 * KEY_LEN as u64 + 2)
-        .read_to_end(&mut text)
-        .map_err(io_error(path))?;
-    let parsed = parse_key_text(&text).ok_or_else(|| {
-        key_file_error(path, "expected exactly 64 hex digits followed by a newline")
-    });
-    text.fill(0);
-    parsed
-}
-
-fn parse_key_text(text: &[u8]) -> Option<[u8; KEY_LEN]> {
-    let digits = text.strip_suffix(b"\n").unwrap_or(text);
-    let mut key = [0u8; KEY_LEN];
-    hex::decode_to_slice(digits, &mut key).ok()?;
-    Some(key)
-}
-
-fn key_file_error(path: &Path, reason: &str) -> Error {
-    Error::KeyFile {
-        path: path.to_path_buf(),
-        reason: reason.to_owned(),
-    }
+    secret_file::read(path)?.ok_or_else(|| io_error(path)(io::ErrorKind::NotFound.into()))
 }
 
 /// Creates key file `version` for `tenant` and returns its path and the key.
@@ -366,46 +322,17 @@ fn key_file_error(path: &Path, reason: &str) -> Error {
 /// a key would lose every object wrapped with it. The directory is synced so
 /// the new name survives a crash.
 fn create_key_file(dir: &Path, tenant: &str, version: u32) -> Result<(PathBuf, Kek), Error> {
-    let name = key_file_name(tenant, version);
-    let path = dir.join(&name);
-    let temp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(key_file_name(tenant, version));
     let key = random_array::<KEY_LEN>();
-    let mut text = hex::encode(key).into_bytes();
-    text.push(b'\n');
-    let written = write_private_file(&temp, &text);
-    text.fill(0);
-    written?;
-    let linked = fs::hard_link(&temp, &path).map_err(io_error(&path));
-    fs::remove_file(&temp).map_err(io_error(&temp))?;
-    linked?;
-    sync_dir(dir)?;
+    secret_file::create(&path, &key)?;
     Ok((path, Kek::new(KekId::local(tenant, version), &key)))
-}
-
-fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    // A temp file left by a crash may have any content; start afresh.
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(io_error(path)(err)),
-        _ => {}
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error(path))?;
-    file.write_all(contents).map_err(io_error(path))?;
-    file.sync_all().map_err(io_error(path))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::secret_file::write_private_file;
     use super::*;
 
     const OBJECT: [u8; 16] = [7; 16];

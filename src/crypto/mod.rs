@@ -9,7 +9,9 @@
 //! and opening operations, not keys.
 
 mod digest;
+pub mod ed25519;
 mod keys;
+mod secret_file;
 pub mod seg1;
 mod sign;
 
