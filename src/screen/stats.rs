@@ -128,10 +128,10 @@ mod tests {
     fn sizes_types_and_rates_per_tenant() {
         let book = TenantBook::default();
         book.observe(&object("acme", 100, "pdf", 1_000));
-        book.observe(&object("acme", 300, "pdf", 3_500));
-        book.observe(&object("acme", 200, "png", 3_590));
-        book.observe(&object("other", 9, "elf", 3_590));
-        let stats = book.stats_at("acme", 3_600);
+        book.observe(&object("acme", 300, "pdf", 4_500));
+        book.observe(&object("acme", 200, "png", 4_990));
+        book.observe(&object("other", 9, "elf", 4_990));
+        let stats = book.stats_at("acme", 5_000);
         assert_eq!(stats.uploads, 3);
         assert!((stats.mean_size - 200.0).abs() < 1e-9);
         assert!((stats.stddev_size - (20_000.0f64 / 3.0).sqrt()).abs() < 1e-6);
@@ -141,6 +141,6 @@ mod tests {
         );
         assert_eq!(stats.uploads_last_minute, 1);
         assert_eq!(stats.uploads_last_hour, 2);
-        assert_eq!(book.stats_at("nobody", 3_600), TenantStats::default());
+        assert_eq!(book.stats_at("nobody", 5_000), TenantStats::default());
     }
 }
