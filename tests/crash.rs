@@ -23,7 +23,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::support::{TUS, bytes as source_bytes, sha256_hex};
 
 /// Server kills with uploads in flight (`STRONGROOM_CRASH_KILLS` for the long
-/// run: `STRONGROOM_CRASH_KILLS=1000 cargo test --test main crash -- --nocapture`).
+/// run: `STRONGROOM_CRASH_KILLS=1000 cargo test --test main -- crash:: --nocapture`).
 const KILLS: usize = 12;
 /// Concurrent uploads while the server runs.
 const WORKERS: usize = 5;
@@ -108,7 +108,16 @@ struct Crash {
     ledger_path: PathBuf,
     ledger: Arc<Mutex<Ledger>>,
     http: reqwest::Client,
+    /// Objects already downloaded and compared after some restart.
+    downloaded: Mutex<std::collections::HashSet<usize>>,
+    /// Where the next restart's re-check of older objects starts.
+    recheck_cursor: std::sync::atomic::AtomicUsize,
 }
+
+/// Objects downloaded again after each restart besides the newly complete
+/// ones, in rotation: every object is re-read now and then, and a restart's
+/// cost stays bounded, so a 1,000-kill run takes minutes, not hours.
+const RECHECKS_PER_RESTART: usize = 16;
 
 #[derive(Default)]
 struct Stats {
@@ -119,6 +128,19 @@ struct Stats {
     commits_found_unacknowledged: usize,
     offsets_past_acknowledged: usize,
     patches: usize,
+    /// Bytes acknowledged by a 204 (each byte once: a resumed upload starts
+    /// at its HEAD offset).
+    acked_bytes: u64,
+    /// Commits acknowledged: a 204 for an upload's last bytes, or a 201 for
+    /// an empty upload.
+    acked_commits: usize,
+    /// After each restart: uploads whose acknowledged offset was checked, and
+    /// acknowledged commits downloaded and compared with their source.
+    offsets_checked: usize,
+    commits_checked: usize,
+    /// Of those, downloaded and compared byte for byte (each object once
+    /// after it is first found complete, then in rotation).
+    commits_downloaded: usize,
 }
 
 impl std::fmt::Display for Stats {
@@ -126,13 +148,20 @@ impl std::fmt::Display for Stats {
         write!(
             f,
             "{} kills ({} aimed at a commit; {} with PATCHes in flight, {} of them with an \
-             upload's last PATCH in flight), {} PATCHes acknowledged, {} commits and {} \
-             offsets found ahead of their acknowledgement after a kill",
+             upload's last PATCH in flight), {} PATCHes acknowledged ({} bytes), {} commits \
+             acknowledged; after restarts {} acknowledged offsets and {} acknowledged commits \
+             checked ({} downloads compared byte for byte), 0 lost (a loss fails the test); {} \
+             commits and {} offsets found ahead of their acknowledgement after a kill",
             self.kills,
             self.kills_waiting_for_commit,
             self.kills_mid_patch,
             self.kills_mid_final_patch,
             self.patches,
+            self.acked_bytes,
+            self.acked_commits,
+            self.offsets_checked,
+            self.commits_checked,
+            self.commits_downloaded,
             self.commits_found_unacknowledged,
             self.offsets_past_acknowledged
         )
@@ -155,6 +184,8 @@ impl Crash {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .expect("http client"),
+            downloaded: Mutex::default(),
+            recheck_cursor: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -203,7 +234,7 @@ impl Crash {
             stats.kills_mid_patch += usize::from(in_flight > 0);
             stats.kills_mid_final_patch += usize::from(final_in_flight > 0);
             self.join(workers, &ctx).await;
-            stats.patches += ctx.patches.load(Ordering::Relaxed);
+            ctx.add_to(&mut stats);
             server = self.start().await;
             self.verify(&server, &mut stats).await;
         }
@@ -213,7 +244,7 @@ impl Crash {
         let ctx = Round::new(&self, &server, 0);
         let workers = ctx.spawn_workers(&mut self.rng);
         self.join(workers, &ctx).await;
-        stats.patches += ctx.patches.load(Ordering::Relaxed);
+        ctx.add_to(&mut stats);
         self.verify(&server, &mut stats).await;
         let entries = self.ledger().entries.clone();
         for (i, entry) in entries.iter().enumerate() {
@@ -288,6 +319,7 @@ impl Crash {
     async fn verify(&self, server: &Server, stats: &mut Stats) {
         let base = format!("http://{}", server.public);
         let entries = self.ledger().entries.clone();
+        let recheck = self.older_objects_to_recheck(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let Some(path) = &entry.path else {
                 continue; // creation never acknowledged; created next round
@@ -333,18 +365,24 @@ impl Crash {
             if offset > entry.seen {
                 stats.offsets_past_acknowledged += 1;
             }
+            stats.offsets_checked += 1;
+            stats.commits_checked += usize::from(entry.committed);
             let id = path.rsplit('/').next().unwrap();
             if offset == entry.len {
                 if !entry.committed {
                     stats.commits_found_unacknowledged += 1;
                 }
-                // Alternate the two download paths.
-                let url = if i % 2 == 0 {
-                    format!("{base}{path}")
-                } else {
-                    format!("{base}/objects/{id}")
-                };
-                self.assert_object(&url, i, &entry.data).await;
+                let first_time = self.downloaded.lock().unwrap().insert(i);
+                if first_time || recheck.contains(&i) {
+                    // Alternate the two download paths.
+                    let url = if i % 2 == 0 {
+                        format!("{base}{path}")
+                    } else {
+                        format!("{base}/objects/{id}")
+                    };
+                    self.assert_object(&url, i, &entry.data).await;
+                    stats.commits_downloaded += 1;
+                }
                 self.ledger().found_complete(i);
             } else {
                 for url in [format!("{base}{path}"), format!("{base}/objects/{id}")] {
@@ -366,6 +404,14 @@ impl Crash {
                 self.ledger().resume_at(i, offset);
             }
         }
+    }
+
+    /// The next `RECHECKS_PER_RESTART` indices, in rotation over `count`.
+    fn older_objects_to_recheck(&self, count: usize) -> std::collections::HashSet<usize> {
+        use std::sync::atomic::Ordering;
+        let take = RECHECKS_PER_RESTART.min(count);
+        let start = self.recheck_cursor.fetch_add(take, Ordering::Relaxed);
+        (0..take).map(|k| (start + k) % count.max(1)).collect()
     }
 
     async fn assert_object(&self, url: &str, i: usize, data: &[u8]) {
@@ -457,6 +503,9 @@ struct Round {
     patches: AtomicUsize,
     /// Workers still running.
     active: AtomicUsize,
+    /// Bytes in acknowledged PATCHes, and commits acknowledged.
+    acked_bytes: AtomicU64,
+    commits: AtomicUsize,
     /// PATCHes sent and not yet answered (for the summary).
     in_flight: AtomicUsize,
     final_in_flight: AtomicUsize,
@@ -480,10 +529,18 @@ impl Round {
             progress: Notify::new(),
             finals_started: AtomicUsize::new(0),
             patches: AtomicUsize::new(0),
+            acked_bytes: AtomicU64::new(0),
+            commits: AtomicUsize::new(0),
             active: AtomicUsize::new(WORKERS),
             in_flight: AtomicUsize::new(0),
             final_in_flight: AtomicUsize::new(0),
         })
+    }
+
+    fn add_to(&self, stats: &mut Stats) {
+        stats.patches += self.patches.load(Ordering::SeqCst);
+        stats.acked_bytes += self.acked_bytes.load(Ordering::SeqCst);
+        stats.acked_commits += self.commits.load(Ordering::SeqCst);
     }
 
     fn spawn_workers(
@@ -596,6 +653,10 @@ impl Round {
             // Durable in the ledger before anything else happens.
             self.ledger.lock().unwrap().acknowledged(i, end);
             self.patches.fetch_add(1, Ordering::SeqCst);
+            self.acked_bytes.fetch_add(cut, Ordering::SeqCst);
+            if end == len {
+                self.commits.fetch_add(1, Ordering::SeqCst);
+            }
             self.progress.notify_waiters();
             offset = end;
             if rng.chance(20) {
@@ -629,6 +690,9 @@ impl Round {
         match (status.as_u16(), offset, location) {
             (201, Some(0), Some(location)) if location.starts_with("/files/") => {
                 self.ledger.lock().unwrap().created(i, &location, 0);
+                if len == 0 {
+                    self.commits.fetch_add(1, Ordering::SeqCst);
+                }
                 Ok(location)
             }
             _ => Err(Stop::Wrong(format!(
