@@ -156,14 +156,14 @@ async fn start_plugins(
     config: &Config,
     ingest: &Arc<Ingest>,
 ) -> Result<Option<Arc<dyn PolicyControl>>, Error> {
-    if config.plugins.policy.is_none() {
+    let Some(policy) = config.plugins.policy.clone() else {
         tracing::warn!("no policy configured (plugins.policy): uploads are not inspected");
         return Ok(None);
-    }
+    };
     let plugins = config.plugins.clone();
     let data_dir = config.storage.data_dir.clone();
     let screen = tokio::task::spawn_blocking(move || {
-        crate::screen::PluginScreen::start(&plugins, &data_dir)
+        crate::screen::PluginScreen::start(policy, &plugins, &data_dir)
     })
     .await
     .map_err(|e| Error::PluginsUnavailable(e.to_string()))??;

@@ -29,9 +29,7 @@ use crate::store::{self, ByteRange, Layout, PlainReader};
 use locks::UploadLocks;
 use pipeline::{ChecksumRule, ChunkPlan, ChunkWriter, Ending, Settled, StageMsg};
 
-pub use screening::{
-    BoxFuture, ObjectDigest, Rejection, Screen, Screening, Unavailable, Verdict, decided_now,
-};
+pub use screening::{BoxFuture, ObjectDigest, Rejection, Screen, Screening, Unavailable, Verdict};
 pub use scrub::{Damage, Fault, OpenError, ScrubReport};
 pub use staging::{Census, CommitInfo};
 

@@ -364,7 +364,10 @@ impl Ingest {
             Verdict::Reject(rejection) => return Err(self.reject(record.id, rejection).await),
         };
         info.disposition = disposition;
-        record.screening = report;
+        record.screening = report.map(|report| ScreeningReport {
+            decided_at: now_secs(),
+            ..report
+        });
         self.record_disposition(record).await
     }
 
@@ -460,10 +463,4 @@ async fn replay(live: &mut Live, reader: PlainReader) -> Result<Option<Rejection
         .map_err(|e| Error::Task(e.to_string()))?
         .map_err(Error::Store)?;
     Ok(None)
-}
-
-/// Stamps a report's decision time.
-pub fn decided_now(mut report: ScreeningReport) -> ScreeningReport {
-    report.decided_at = now_secs();
-    report
 }

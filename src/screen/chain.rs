@@ -158,12 +158,12 @@ impl ChainScreening {
         match decision {
             Decision::Commit => {
                 report.decision = "accept".into();
-                Verdict::Release(crate::ingest::decided_now(report))
+                Verdict::Release(report)
             }
             Decision::Quarantine { reasons } => {
                 report.decision = "quarantine".into();
                 report.reasons = reasons;
-                Verdict::Quarantine(crate::ingest::decided_now(report))
+                Verdict::Quarantine(report)
             }
             Decision::Reject {
                 plugin,
@@ -176,7 +176,7 @@ impl ChainScreening {
                     plugin,
                     code,
                     message,
-                    report: crate::ingest::decided_now(report),
+                    report,
                 })
             }
         }

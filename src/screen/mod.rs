@@ -102,11 +102,11 @@ pub struct PluginScreen {
 impl PluginScreen {
     /// Starts the sandbox and loads the policy and its plugins. Blocking
     /// (loading may compile a plugin): call from a blocking context.
-    pub fn start(config: &PluginsConfig, data_dir: &Path) -> Result<PluginScreen, Error> {
-        let policy_path = config
-            .policy
-            .clone()
-            .expect("a plugin screen is only started for a configured policy");
+    pub fn start(
+        policy_path: PathBuf,
+        config: &PluginsConfig,
+        data_dir: &Path,
+    ) -> Result<PluginScreen, Error> {
         let mut sandbox_config = SandboxConfig::new(config.cache_dir_in(data_dir));
         sandbox_config.max_inspections = config.max_inspections;
         sandbox_config.max_memory = config.max_memory.as_u64();
