@@ -25,7 +25,8 @@ use std::sync::OnceLock;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use strongroom::config::{self, Config};
 use strongroom::crypto::{
-    self, Aead, Dek, HEADER_LEN, LocalKeyring, ObjectKeys, SEGMENT_SIZE, WrappedDek,
+    self, Aead, Dek, HEADER_LEN, KeyProvider as _, LocalKeyring, ObjectKeys, SEGMENT_SIZE,
+    WrappedDek,
 };
 use strongroom::id::UploadId;
 use strongroom::store::{ByteRange, RangeRequest, parse_range};

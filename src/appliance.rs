@@ -10,8 +10,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Health, PolicyControl};
+use crate::auth::{self, Auth};
 use crate::config::Config;
-use crate::crypto::{self, Aead, LocalKeyring};
+use crate::config::{KeyProviderKind, KeysConfig};
+use crate::crypto::pkcs11::{Pkcs11Config, Pkcs11Keys};
+use crate::crypto::{self, Aead, KeyProvider, LocalKeyring};
 use crate::disk::{Disk, OsDisk};
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::server::{self, App};
@@ -22,6 +25,8 @@ use crate::staging::{self, RecoveryReport, Staging};
 pub enum Error {
     #[error(transparent)]
     Keys(#[from] crypto::Error),
+    #[error("opening the key provider: {0}")]
+    KeysTask(String),
     #[error(transparent)]
     Staging(#[from] staging::Error),
     #[error("recovery: {0}")]
@@ -31,6 +36,15 @@ pub enum Error {
     Plugins(#[from] crate::screen::Error),
     #[error("plugins: {0}")]
     PluginsUnavailable(String),
+    #[error(transparent)]
+    Tls(#[from] server::TlsError),
+    #[error(
+        "auth.mode = \"none\" is refused: a listener is not on a loopback address \
+         (use tokens, the default)"
+    )]
+    OpenNonLoopback,
+    #[error("authentication: {0}")]
+    Auth(#[from] auth::Error),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -46,6 +60,9 @@ pub struct Appliance {
     pub recovery: RecoveryReport,
     /// Set when this start created the key-encryption key.
     pub created_key: Option<PathBuf>,
+    /// The admin API key the first start creates; shown once, stored hashed.
+    pub first_admin_key: Option<auth::NewKey>,
+    pub auth: Arc<Auth>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -65,6 +82,8 @@ impl Appliance {
         admin_listener: TcpListener,
         disk: Arc<dyn Disk>,
     ) -> Result<Appliance, Error> {
+        // First, so a bad certificate stops the start before anything else.
+        let tls = server::Tls::load(&config.tls).await?;
         let data_dir = config.storage.data_dir.clone();
         disk.create_dir_all(&data_dir)
             .map_err(|source| staging::Error::Io {
@@ -72,10 +91,17 @@ impl Appliance {
                 path: data_dir.clone(),
                 source,
             })?;
-        let (keyring, created_key) =
-            LocalKeyring::open_or_create(&data_dir.join("keys"), "default")?;
+        let (keys, created_key) = open_keys(&config.keys, &data_dir).await?;
+        let (auth, first_admin_key) = Auth::open(&data_dir.join("auth"), &config.auth)?;
+        let auth = Arc::new(auth);
+        if !auth.enforcing() {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (auth.mode = \"none\"): every request acts as tenant \
+                 `default` with every scope. Development only; allowed on loopback listeners only."
+            );
+        }
         let staging = Arc::new(Staging::open(&data_dir, disk)?);
-        let ingest = Ingest::new(ingest_config(&config), staging, Arc::new(keyring));
+        let ingest = Ingest::new(ingest_config(&config), staging, keys);
         let policy = start_plugins(&config, &ingest).await?;
         let health = Arc::new(Health::default());
         let recovery = ingest.recover().await?;
@@ -87,12 +113,16 @@ impl Appliance {
         let admin_addr = admin_listener
             .local_addr()
             .expect("bound listener has an address");
-        let app = App::new(ingest.clone(), config.server.clone());
+        if !auth.enforcing() && !(public_addr.ip().is_loopback() && admin_addr.ip().is_loopback()) {
+            return Err(Error::OpenNonLoopback);
+        }
+        let app = App::new(ingest.clone(), auth.clone(), config.server.clone());
         let mut tasks = vec![
-            tokio::spawn(server::run(public, app, shutdown.wait())),
+            tokio::spawn(server::run(public, app, tls, shutdown.wait())),
             tokio::spawn(server::run_admin(
                 admin_listener,
                 admin.clone(),
+                auth.clone(),
                 config.server.clone(),
                 shutdown.wait(),
             )),
@@ -111,6 +141,8 @@ impl Appliance {
             ingest,
             recovery,
             created_key,
+            first_admin_key,
+            auth,
             shutdown,
             tasks,
         })
@@ -124,6 +156,60 @@ impl Appliance {
             let _ = task.await;
         }
     }
+}
+
+/// Opens the configured key provider: key files in `<data_dir>/keys`, or a
+/// PKCS#11 token. Blocking (files, loading the module, logging in to the
+/// token). A token that cannot be opened is an error, so an appliance whose
+/// keys are out of reach never starts (later outages answer 503 instead).
+pub fn open_key_provider(
+    keys: &KeysConfig,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn KeyProvider>, crypto::Error> {
+    match keys.provider {
+        KeyProviderKind::File => Ok(Arc::new(LocalKeyring::open(&data_dir.join("keys"))?)),
+        KeyProviderKind::Pkcs11 => {
+            // Both are set: config validation requires them for pkcs11.
+            let (Some(module), Some(pin_file)) = (&keys.pkcs11_module, &keys.pkcs11_pin_file)
+            else {
+                return Err(crypto::Error::KeyProviderUnavailable {
+                    provider: "pkcs11",
+                    reason: "keys.pkcs11_module and keys.pkcs11_pin_file must be set".into(),
+                });
+            };
+            Ok(Arc::new(Pkcs11Keys::open(Pkcs11Config {
+                module: module.clone(),
+                token: keys.pkcs11_token.clone(),
+                pin_file: pin_file.clone(),
+            })?))
+        }
+    }
+}
+
+/// Opens the key provider off the reactor and makes sure tenant `default`
+/// has a key. Returns the key file this start created, if any, so the
+/// administrator is told once.
+async fn open_keys(
+    keys: &KeysConfig,
+    data_dir: &std::path::Path,
+) -> Result<(Arc<dyn KeyProvider>, Option<PathBuf>), Error> {
+    let keys = keys.clone();
+    let data_dir = data_dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let tenant = crate::auth::DEFAULT_TENANT;
+        if keys.provider == KeyProviderKind::File {
+            let (keyring, created) = LocalKeyring::open_or_create(&data_dir.join("keys"), tenant)?;
+            return Ok((Arc::new(keyring) as Arc<dyn KeyProvider>, created));
+        }
+        let provider = open_key_provider(&keys, &data_dir)?;
+        let (id, created) = provider.ensure(tenant)?;
+        if created {
+            tracing::info!(key = %id, "created key-encryption key in the token");
+        }
+        Ok((provider, None))
+    })
+    .await
+    .map_err(|e| Error::KeysTask(e.to_string()))?
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {

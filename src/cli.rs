@@ -47,6 +47,10 @@ pub enum Command {
         /// Override server.admin_listen.
         #[arg(long)]
         admin_listen: Option<std::net::SocketAddr>,
+        /// Override auth.mode: `tokens`, or `none` (development only; refused
+        /// unless both listeners are on loopback).
+        #[arg(long, value_parser = ["tokens", "none"])]
+        auth: Option<String>,
     },
     /// Validate a config file and print the effective settings.
     CheckConfig { config: PathBuf },
@@ -72,10 +76,144 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Tenants, kept hashed with their API keys in the data dir; a running
+    /// appliance sees changes at once.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// API keys: exchanged at POST /auth/token for short-lived scoped tokens.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Key-encryption keys (KEKs): list versions, rotate them. Works on the
+    /// data dir of a stopped appliance; a running one rotates with
+    /// POST /admin/keys/rotate on its admin listener.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The tamper-evident audit log: export a signed snapshot, verify one.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// TLS certificates to try HTTPS and client certificates without openssl.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new KEK version current, re-wrap every object's data key under
+    /// it, then retire the versions no object uses any more.
+    ///
+    /// Data files are never touched: each object costs one index write.
+    /// Safe to interrupt at any point: no object is left under a key that
+    /// does not exist, and running it again finishes the interrupted
+    /// rotation (its new version stays current) instead of starting another.
+    #[command(after_help = "\
+Exit status:
+  0  every data key is under its tenant's current version
+  2  some data keys do not unwrap and were left as they are (run scrub)
+  1  any other error (a server holds the data dir, the key provider is down)")]
+    Rotate {
+        #[command(flatten)]
+        at: KeysAt,
+        /// Only this tenant [default: every tenant that has keys].
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every key version and how many objects and uploads each protects.
+    ///
+    /// Versions that records name but the key provider does not hold are
+    /// listed as missing: those objects cannot be read.
+    List {
+        #[command(flatten)]
+        at: KeysAt,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where `keys` commands find the data dir and its key provider.
+#[derive(Debug, Args)]
+pub struct KeysAt {
+    /// The data dir [default: the config's storage.data_dir, else
+    /// ./strongroom-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The appliance's config file, for its [keys] section (the key
+    /// provider) and data dir.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Add a tenant (1 to 64 of [a-z0-9_-]); fails if it exists.
+    Add {
+        name: String,
+        /// The data dir (storage.data_dir).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Remove a tenant and revoke its API keys. Its objects and keys stay
+    /// until they are deleted.
+    Remove {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// List tenants.
+    List {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key for a tenant and print it (shown this once; only
+    /// its hash is kept).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// The key may ask for the `admin` scope.
+        #[arg(long)]
+        admin: bool,
+        /// A note to tell keys apart in `key list`.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Print one JSON object (with the key) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key by its id; tokens already issued with it keep
+    /// working until they expire (revoke those with the admin API).
+    Revoke {
+        id: String,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// List API keys (ids, tenants, labels; never the keys).
+    List {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -127,6 +265,36 @@ Exit status:
         #[arg(long, value_name = "PUB")]
         key: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Write a self-signed server certificate and key (cert.pem, key.pem).
+    ///
+    /// The key is ECDSA P-256, written with mode 0600; existing files are
+    /// never overwritten. Prints the paths, the certificate's SHA-256
+    /// fingerprint and the [tls] lines that serve it. With --client, also
+    /// writes a client CA (ca.pem, ca-key.pem) and a client certificate
+    /// signed by it per name (client-NAME.pem, client-NAME-key.pem), for
+    /// tls.client_ca. Meant for trying TLS out: use a real CA's certificate
+    /// in production.
+    SelfSigned(SelfSignedArgs),
+}
+
+/// `cert self-signed`.
+#[derive(Debug, Args)]
+pub struct SelfSignedArgs {
+    /// The directory to write into (created if missing).
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// A DNS name or IP address the server certificate is for, repeatable
+    /// [default: localhost, 127.0.0.1, ::1].
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Also issue a client certificate whose common name is NAME (1 to 64
+    /// of [A-Za-z0-9._-]), repeatable.
+    #[arg(long = "client", value_name = "NAME", value_parser = parse_client_name)]
+    pub clients: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,7 +362,7 @@ pub struct TestArgs {
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
     pub meta: Vec<(String, String)>,
     /// The tenant the upload is for.
-    #[arg(long, default_value = crate::tus::DEFAULT_TENANT)]
+    #[arg(long, default_value = crate::auth::DEFAULT_TENANT)]
     pub tenant: String,
     /// The plugin's settings (its policy `config` table) as a JSON object,
     /// inline or as @FILE.
@@ -226,6 +394,20 @@ fn parse_meta(raw: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Client names become file names (client-NAME.pem), so only plain ones.
+fn parse_client_name(raw: &str) -> Result<String, String> {
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if (1..=64).contains(&raw.len()) && plain && !raw.starts_with('.') {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "client name {raw:?} must be 1 to 64 of [A-Za-z0-9._-], not starting with '.'"
+        ))
+    }
 }
 
 fn parse_chunk(raw: &str) -> Result<usize, String> {
@@ -262,6 +444,16 @@ mod tests {
         assert!(parse_chunk("0").is_err());
         assert!(parse_chunk("1GiB").is_err());
         assert!(parse_chunk("lots").is_err());
+    }
+
+    #[test]
+    fn client_names_are_plain_file_name_parts() {
+        assert_eq!(parse_client_name("alice-01"), Ok("alice-01".to_owned()));
+        assert!(parse_client_name("").is_err());
+        assert!(parse_client_name("../etc").is_err());
+        assert!(parse_client_name(".hidden").is_err());
+        assert!(parse_client_name("a b").is_err());
+        assert!(parse_client_name(&"x".repeat(65)).is_err());
     }
 
     #[test]

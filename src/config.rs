@@ -36,6 +36,9 @@ pub struct Config {
     pub storage: StorageConfig,
     pub uploads: UploadConfig,
     pub plugins: PluginsConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub keys: KeysConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +63,19 @@ pub struct ServerConfig {
     pub h2_max_concurrent_streams: u32,
     pub h2_max_pending_accept_reset_streams: usize,
     pub h2_max_local_error_reset_streams: usize,
+    /// Open connections from one IP address at most; further ones from it
+    /// are closed at once.
+    pub max_connections_per_address: usize,
+    /// A request body slower than this (bytes per second, averaged over
+    /// `min_transfer_window` of waiting for the client) is cut; 0 turns the
+    /// check off.
+    pub min_transfer_speed: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub min_transfer_window: Duration,
+    /// A connection whose writes make no progress for this long (the peer
+    /// stopped reading) is closed.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Browser origins allowed by CORS; `["*"]` allows any.
@@ -117,6 +133,180 @@ pub struct PluginsConfig {
     pub idle_timeout: Duration,
 }
 
+/// TLS on the public listener. Without `cert` and `key` the listener speaks
+/// plain HTTP (the quick start on loopback); the admin listener is always
+/// plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Re-read when it changes.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Re-read when it changes.
+    pub key: Option<PathBuf>,
+    pub min_version: TlsVersion,
+    /// PEM bundle of CAs that client certificates are verified against.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse handshakes without a client certificate (needs `client_ca`).
+    pub require_client_cert: bool,
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// How often `cert` and `key` are checked for changes (also on SIGHUP).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+/// The oldest TLS version the public listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl TlsConfig {
+    /// Whether the public listener speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("tls.cert and tls.key must be set together".into());
+        }
+        if self.client_ca.is_some() && !self.enabled() {
+            return Err("tls.client_ca needs tls.cert and tls.key".into());
+        }
+        if self.require_client_cert && self.client_ca.is_none() {
+            return Err("tls.require_client_cert needs tls.client_ca".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err("tls.handshake_timeout must be more than 0".into());
+        }
+        if self.reload_interval < Duration::from_millis(100) {
+            return Err("tls.reload_interval must be at least 100ms".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            min_version: TlsVersion::Tls13,
+            client_ca: None,
+            require_client_cert: false,
+            handshake_timeout: Duration::from_secs(10),
+            reload_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Who may do what: scoped tokens (the default), or nothing at all on a
+/// loopback-only development appliance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// `iss` of issued tokens; tokens naming another issuer are refused.
+    pub issuer: String,
+    /// `aud` of issued tokens; tokens meant for another audience are refused.
+    pub audience: String,
+    #[serde(with = "humantime_serde")]
+    pub upload_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub download_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub admin_token_ttl: Duration,
+    /// Clock skew tolerated either side of a token's validity window.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Lifetime of presigned download URLs (at most 24h).
+    #[serde(with = "humantime_serde")]
+    pub presign_ttl: Duration,
+    /// Failed authentications per client address per minute before that
+    /// address is refused for the rest of the minute.
+    pub failures_per_minute: u32,
+    /// SHA-256 fingerprints (hex) of client certificates and the tenant each
+    /// acts for at the token endpoint (needs `tls.client_ca`).
+    pub client_certificates: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every request carries a scoped token (or a presigned URL).
+    Tokens,
+    /// No authentication: every request acts as tenant `default` with every
+    /// scope. Refused unless both listeners are on loopback.
+    None,
+}
+
+impl AuthConfig {
+    fn validate(&self, server: &ServerConfig) -> Result<(), String> {
+        let loopback = server.listen.ip().is_loopback() && server.admin_listen.ip().is_loopback();
+        if self.mode == AuthMode::None && !loopback {
+            return Err(
+                "auth.mode = \"none\" is only allowed when server.listen and \
+                 server.admin_listen are loopback addresses"
+                    .into(),
+            );
+        }
+        if self.presign_ttl > Duration::from_secs(24 * 3600) || self.presign_ttl.is_zero() {
+            return Err("auth.presign_ttl must be between 1s and 24h".into());
+        }
+        for (name, ttl) in [
+            ("upload_token_ttl", self.upload_token_ttl),
+            ("download_token_ttl", self.download_token_ttl),
+            ("admin_token_ttl", self.admin_token_ttl),
+        ] {
+            if ttl < Duration::from_secs(10) || ttl > Duration::from_secs(24 * 3600) {
+                return Err(format!("auth.{name} must be between 10s and 24h"));
+            }
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err("auth.leeway must be at most 5m".into());
+        }
+        if self.failures_per_minute == 0 {
+            return Err("auth.failures_per_minute must be at least 1".into());
+        }
+        for (fingerprint, tenant) in &self.client_certificates {
+            let hex = fingerprint.len() == 64
+                && fingerprint
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex {
+                return Err(format!(
+                    "auth.client_certificates: {fingerprint:?} is not a lowercase hex SHA-256"
+                ));
+            }
+            if !crate::auth::valid_tenant_name(tenant) {
+                return Err(format!("auth.client_certificates: bad tenant name {tenant:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Tokens,
+            issuer: "strongroom".into(),
+            audience: "strongroom".into(),
+            upload_token_ttl: Duration::from_secs(15 * 60),
+            download_token_ttl: Duration::from_secs(5 * 60),
+            admin_token_ttl: Duration::from_secs(10 * 60),
+            leeway: Duration::from_secs(60),
+            presign_ttl: Duration::from_secs(15 * 60),
+            failures_per_minute: 20,
+            client_certificates: Default::default(),
+        }
+    }
+}
+
 impl PluginsConfig {
     /// Where precompiled artifacts live for a data dir.
     pub fn cache_dir_in(&self, data_dir: &Path) -> PathBuf {
@@ -124,6 +314,57 @@ impl PluginsConfig {
             data_dir.join("plugins").join("cache")
         } else {
             self.cache_dir.clone()
+        }
+    }
+}
+
+/// Where each tenant's key-encryption keys live: key files in
+/// `<data_dir>/keys` (the default) or a PKCS#11 token (an HSM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    pub provider: KeyProviderKind,
+    /// The PKCS#11 module (.so), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub pkcs11_module: Option<PathBuf>,
+    /// The label of the token holding the keys.
+    pub pkcs11_token: String,
+    /// A file holding the token's user PIN, mode 0600 (the PIN is never
+    /// taken from this config or the environment).
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    File,
+    Pkcs11,
+}
+
+impl KeysConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.provider != KeyProviderKind::Pkcs11 {
+            return Ok(());
+        }
+        if self.pkcs11_module.is_none() {
+            return Err("keys.provider = \"pkcs11\" needs keys.pkcs11_module".into());
+        }
+        if self.pkcs11_pin_file.is_none() {
+            return Err("keys.provider = \"pkcs11\" needs keys.pkcs11_pin_file".into());
+        }
+        if self.pkcs11_token.is_empty() {
+            return Err("keys.pkcs11_token must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            provider: KeyProviderKind::File,
+            pkcs11_module: None,
+            pkcs11_token: "strongroom".into(),
+            pkcs11_pin_file: None,
         }
     }
 }
@@ -156,6 +397,10 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: 64,
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 256,
+            max_connections_per_address: 64,
+            min_transfer_speed: ByteSize::kib(1),
+            min_transfer_window: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
             cors_allowed_origins: Vec::new(),
         }
@@ -216,6 +461,15 @@ impl Config {
         if limits.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
         }
+        if limits.max_connections_per_address == 0 {
+            return Err("server.max_connections_per_address must be at least 1".into());
+        }
+        if limits.min_transfer_window < Duration::from_secs(1) {
+            return Err("server.min_transfer_window must be at least 1s".into());
+        }
+        if limits.send_timeout.is_zero() {
+            return Err("server.send_timeout must be more than 0".into());
+        }
         if self.storage.memory_budget.as_u64() < 1024 * 1024 {
             return Err("storage.memory_budget must be at least 1MiB".into());
         }
@@ -228,7 +482,9 @@ impl Config {
         if !limits.public_url.is_empty() && !limits.public_url.starts_with("http") {
             return Err("server.public_url must start with http:// or https://".into());
         }
-        Ok(())
+        self.tls.validate()?;
+        self.keys.validate()?;
+        self.auth.validate(&self.server)
     }
 }
 
@@ -277,6 +533,40 @@ mod tests {
             .to_string();
         assert!(err.starts_with("config test.toml line 3: "), "{err}");
         assert!(err.contains("max_sise"), "{err}");
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_needs_cert_and_key_together() {
+        let config = parse("").unwrap();
+        assert!(!config.tls.enabled());
+        assert_eq!(config.tls.min_version, TlsVersion::Tls13);
+        let err = parse("[tls]\ncert = \"c.pem\"\n").unwrap_err().to_string();
+        assert!(err.contains("tls.cert and tls.key"), "{err}");
+        let err = parse("[tls]\nrequire_client_cert = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.require_client_cert"), "{err}");
+        let config =
+            parse("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nmin_version = \"1.2\"\n").unwrap();
+        assert_eq!(config.tls.min_version, TlsVersion::Tls12);
+        assert!(parse("[tls]\nmin_version = \"1.1\"\n").is_err());
+    }
+
+    #[test]
+    fn keys_default_to_files_and_pkcs11_needs_its_module_and_pin_file() {
+        assert_eq!(parse("").unwrap().keys.provider, KeyProviderKind::File);
+        let err = parse("[keys]\nprovider = \"pkcs11\"\n").unwrap_err();
+        assert!(err.to_string().contains("keys.pkcs11_module"), "{err}");
+        let config = parse(
+            "[keys]\nprovider = \"pkcs11\"\npkcs11_module = \"/m.so\"\n\
+             pkcs11_token = \"hsm\"\npkcs11_pin_file = \"/etc/pin\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.keys.provider, KeyProviderKind::Pkcs11);
+        assert_eq!(config.keys.pkcs11_token, "hsm");
+        let err = parse("[keys]\npkcs11_pin = \"1234\"\n").unwrap_err();
+        assert!(err.to_string().contains("pkcs11_pin"), "{err}");
+        assert!(!err.to_string().contains("1234"), "{err}");
     }
 
     #[test]

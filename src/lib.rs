@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod appliance;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;

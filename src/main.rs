@@ -33,6 +33,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
             listen,
             admin_listen,
+            auth,
         } => {
             let mut config = match config {
                 Some(path) => Config::load(&path)?,
@@ -46,6 +47,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             if let Some(addr) = admin_listen {
                 config.server.admin_listen = addr;
+            }
+            match auth.as_deref() {
+                Some("none") => config.auth.mode = strongroom::config::AuthMode::None,
+                Some(_) => config.auth.mode = strongroom::config::AuthMode::Tokens,
+                None => {}
             }
             serve(config)?;
             Ok(ExitCode::SUCCESS)
@@ -61,6 +67,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "plugins")]
         Command::Plugin { command } => commands::plugin::run(command),
         Command::Audit { command } => commands::audit::run(command),
+        Command::Keys { command } => commands::keys::run(command),
+        Command::Tenant { command } => commands::tenant::run_tenant(command),
+        Command::Key { command } => commands::tenant::run_key(command),
+        Command::Cert { command } => commands::cert::run(command),
         Command::Scrub { data_dir, json } => {
             let report = scrub(&data_dir)?;
             print_scrub(&report, json);
@@ -136,6 +146,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
             println!(
                 "created key-encryption key {} (mode 0600); back it up with the data dir",
                 path.display()
+            );
+        }
+        if let Some(key) = &appliance.first_admin_key {
+            // Printed to stdout, not logged: the one time this secret is shown.
+            println!(
+                "created tenant `default` and its admin API key (shown once, stored hashed):\n\n    {}\n\n\
+                 exchange it for a token:\n    curl -s -X POST -H 'Authorization: Bearer <key>' \
+                 -d '{{\"scopes\":[\"upload:create\"]}}' http://{}/auth/token",
+                key.secret, appliance.public_addr
             );
         }
         let report = &appliance.recovery;

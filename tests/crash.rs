@@ -284,6 +284,7 @@ impl Crash {
                 .arg(public.to_string())
                 .arg("--admin-listen")
                 .arg(admin.to_string())
+                .args(["--auth", "none"])
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))

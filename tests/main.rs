@@ -3,6 +3,7 @@
 //! its data on disk in a temporary directory.
 
 mod audit;
+mod auth;
 mod cli;
 mod clients;
 mod crash;
@@ -19,5 +20,7 @@ mod simulation;
 mod smoke;
 mod support;
 mod tampering;
+mod tls;
+mod transport;
 mod tus_core;
 mod tus_extensions;

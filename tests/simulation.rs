@@ -55,6 +55,8 @@ const SEG: u64 = 65536;
 const MAX_LEN: u64 = 300 * 1024;
 const MAX_LIVE: usize = 6;
 const EXPIRY: Duration = Duration::from_secs(3600);
+/// Every simulated upload belongs to one tenant.
+const TENANT: &str = "default";
 
 type Check<T = ()> = Result<T, String>;
 
@@ -426,7 +428,7 @@ impl Sim {
         let result = self
             .ingest()
             .create(NewUpload {
-                tenant: "default".into(),
+                tenant: TENANT.into(),
                 length: (!deferred).then_some(len),
                 metadata: Vec::new(),
                 kind: NewKind::Regular,
@@ -578,10 +580,11 @@ impl Sim {
             length: deferred.then_some(len),
             content_length: plan.content_length.then_some(end - start),
             checksum: request,
+            authorized_until: None,
         };
         let stream: BodyStream = Box::pin(futures_util::stream::iter(items));
         let before = self.faults();
-        let result = self.ingest().patch(id, chunk, stream).await;
+        let result = self.ingest().patch(id, TENANT, chunk, stream).await;
         let faulted = self.faults() > before;
         let what = format!(
             "patch {} {start}..{end} of {len} ({:?}{}{})",
@@ -699,6 +702,7 @@ impl Sim {
             length: None,
             content_length: Some(extra),
             checksum: ChecksumRequest::None,
+            authorized_until: None,
         };
         let body: Vec<Result<BodyChunk, BodyError>> = (0..extra)
             .map(|_| Ok(BodyChunk::Data(Bytes::from_static(b"x"))))
@@ -706,7 +710,7 @@ impl Sim {
         let before = self.faults();
         let result = self
             .ingest()
-            .patch(id, chunk, Box::pin(futures_util::stream::iter(body)))
+            .patch(id, TENANT, chunk, Box::pin(futures_util::stream::iter(body)))
             .await;
         let faulted = self.faults() > before;
         let what = format!("patch {} {len}+{extra} on the committed object", id.short());
@@ -792,7 +796,7 @@ impl Sim {
     async fn head(&mut self, i: usize) -> Check {
         let id = self.ups[i].id;
         let what = format!("head {}", id.short());
-        match self.ingest().head(id).await {
+        match self.ingest().head(id, TENANT).await {
             Ok(status) => {
                 ensure!(
                     self.ups[i].gone != Gone::Yes,
@@ -834,7 +838,7 @@ impl Sim {
         self.counts.downloads += 1;
         let id = self.ups[i].id;
         let before = self.faults();
-        let opened = self.ingest().open_object(id).await;
+        let opened = self.ingest().open_object(id, TENANT).await;
         let what = format!("get {} {}", id.short(), range.as_deref().unwrap_or("(all)"));
         let download = match opened {
             Ok(d) => d,
@@ -937,7 +941,7 @@ impl Sim {
         self.counts.terminates += 1;
         let id = self.ups[i].id;
         let before = self.faults();
-        let result = self.ingest().terminate(id).await;
+        let result = self.ingest().terminate(id, TENANT).await;
         let faulted = self.faults() > before;
         let what = format!("terminate {}", id.short());
         let up = &mut self.ups[i];
@@ -1098,7 +1102,7 @@ impl Sim {
         for i in 0..self.ups.len() {
             let id = self.ups[i].id;
             if self.ups[i].gone == Gone::Yes {
-                match ingest.head(id).await {
+                match ingest.head(id, TENANT).await {
                     Err(ingest::Error::NotFound(_)) => {}
                     // The stopped set outlives the record until a restart.
                     Err(ingest::Error::Stopped(_)) if self.ups[i].stopped_maybe => {}
@@ -1120,7 +1124,7 @@ impl Sim {
             if verify {
                 self.get(i, None).await?;
             } else {
-                match ingest.open_object(id).await {
+                match ingest.open_object(id, TENANT).await {
                     Ok(d) => {
                         let up = &mut self.ups[i];
                         ensure!(

@@ -1,5 +1,6 @@
 //! Admin surface state and actions: health and readiness, the plugin
-//! chain's status and policy reloads, the quarantine list. Served on its own
+//! chain's status and policy reloads, the quarantine list, key versions and
+//! key rotation. Served on its own
 //! listener (loopback by default) by the server module; never reachable from
 //! the public listener. Knows no HTTP: the server maps its answers and errors.
 
@@ -17,6 +18,12 @@ pub enum Error {
     PolicyRefused(String),
     #[error(transparent)]
     Ingest(#[from] ingest::Error),
+    /// A key listing or rotation failed; answered like the ingest error it
+    /// is (503 when the key provider is down, 409 while another rotation runs).
+    #[error(transparent)]
+    Keys(ingest::Error),
+    #[error("invalid request body: {0}")]
+    InvalidRequest(String),
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -95,6 +102,41 @@ impl Admin {
         Ok(serde_json::json!({
             "objects": held.iter().map(quarantine_entry).collect::<Vec<_>>(),
         }))
+    }
+}
+
+/// The body of `POST /admin/keys/rotate`: empty (every tenant) or
+/// `{"tenant": "<name>"}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    tenant: Option<String>,
+}
+
+impl Admin {
+    /// Every key version, per tenant, with the objects and uploads it protects.
+    pub async fn keys(&self) -> Result<serde_json::Value, Error> {
+        let listing = self.ingest.key_listing().await.map_err(Error::Keys)?;
+        Ok(listing.to_json())
+    }
+
+    /// Rotates the key of the tenant the body names, or of every tenant:
+    /// a new version becomes current, every data key is re-wrapped under
+    /// it, and versions nothing uses any more are retired.
+    pub async fn rotate_keys(&self, body: &[u8]) -> Result<serde_json::Value, Error> {
+        let tenant = if body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            serde_json::from_slice::<RotateRequest>(body)
+                .map_err(|err| Error::InvalidRequest(err.to_string()))?
+                .tenant
+        };
+        let report = self
+            .ingest
+            .rotate_keys(tenant.as_deref())
+            .await
+            .map_err(Error::Keys)?;
+        Ok(report.to_json())
     }
 }
 

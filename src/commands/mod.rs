@@ -4,9 +4,12 @@
 //! the library, and reports for a human.
 
 pub mod audit;
+pub mod cert;
+pub mod keys;
 #[cfg(feature = "plugins")]
 pub mod plugin;
 pub mod policy;
+pub mod tenant;
 
 use std::io::Read;
 use std::path::Path;

@@ -4,21 +4,28 @@
 //!
 //! Owns the SEG1 on-disk format (`seg1`), the envelope keys that protect each
 //! object's data key (`keys`) and the digests and randomness the rest of the
-//! appliance uses (`digest`). It must never log, print or put key material in
+//! appliance uses (`digest`), and the key providers that hold each tenant's
+//! key encryption keys (`LocalKeyring` for key files, `pkcs11` for a token).
+//! It must never log, print or put key material in
 //! an error message, and never hands out raw key bytes: callers get sealing
 //! and opening operations, not keys.
 
 mod digest;
 pub mod ed25519;
 mod keys;
+pub mod pkcs11;
 mod secret_file;
 pub mod seg1;
 mod sign;
+pub mod token;
 
 use std::path::PathBuf;
 
 pub use digest::{DigestAlgorithm, Hasher, Sha256, constant_time_eq, random_array, sha256};
-pub use keys::{Dek, Kek, KekId, LocalKeyring, WrappedDek};
+pub use keys::{
+    Dek, Kek, KekId, KekVersion, KeyProvider, LOCAL_PROVIDER, LocalKeyring, WrappedDek,
+    validate_tenant,
+};
 pub use seg1::{
     Aead, HEADER_LEN, NONCE_LEN, ObjectKeys, SEALED_SEGMENT_LEN, SEGMENT_SIZE, TAG_LEN,
     committed_file_len, sealed_len, segment_count, segment_offset,
@@ -41,8 +48,25 @@ pub enum Error {
     #[error("seg1 key commitment mismatch: wrong data key for this object")]
     KeyCommitmentMismatch,
 
+    /// The provider holds no key of that name: it was never created there,
+    /// or it was destroyed (its tenant crypto-shredded).
     #[error("unknown key encryption key {0}")]
     UnknownKek(KekId),
+
+    /// The key provider cannot be reached or refused the operation (module
+    /// not loaded, token missing, login failed, a token error). Nothing is
+    /// wrapped or unwrapped any other way: the caller fails closed.
+    #[error("key provider {provider} unavailable: {reason}")]
+    KeyProviderUnavailable {
+        provider: &'static str,
+        reason: String,
+    },
+
+    #[error("refusing to retire {0}: it is its tenant's current key")]
+    RetireCurrent(KekId),
+
+    #[error("tenant name {0:?} is not 1 to 64 of [a-z0-9_-]")]
+    InvalidTenant(String),
 
     #[error("key file {}: {reason}", path.display())]
     KeyFile { path: PathBuf, reason: String },
@@ -59,4 +83,11 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// The key provider is down: a retry later may succeed (503).
+    pub fn is_key_provider_unavailable(&self) -> bool {
+        matches!(self, Error::KeyProviderUnavailable { .. })
+    }
 }

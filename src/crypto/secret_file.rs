@@ -92,6 +92,16 @@ pub(super) fn create(path: &Path, secret: &[u8; SECRET_LEN]) -> Result<(), Error
         .map_err(io_error(dir))
 }
 
+/// Creates `dir` (and its parents) with mode 0700 when missing.
+pub(super) fn create_private_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error(dir))
+}
+
 pub(super) fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
     // A temp file left by a crash may have any content; start afresh.
     match fs::remove_file(path) {

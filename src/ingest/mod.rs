@@ -6,6 +6,7 @@
 
 mod locks;
 mod pipeline;
+mod rotation;
 mod screening;
 mod scrub;
 
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::crypto::{self, Aead, DigestAlgorithm, LocalKeyring, ObjectKeys, Sha256, seg1};
+use crate::crypto::{self, Aead, DigestAlgorithm, KeyProvider, ObjectKeys, Sha256, seg1};
 use crate::id::UploadId;
 use crate::staging::{
     self, Disposition, RecoveryReport, ScreeningReport, Staging, UploadKind, UploadRecord,
@@ -29,6 +30,7 @@ use crate::store::{self, ByteRange, Layout, PlainReader};
 use locks::UploadLocks;
 use pipeline::{ChecksumRule, ChunkPlan, ChunkWriter, Ending, Settled, StageMsg};
 
+pub use rotation::{KeyListing, KeyUse, RotationReport, ShredReport, TenantRotation};
 pub use screening::{BoxFuture, ObjectDigest, Rejection, Screen, Screening, Unavailable, Verdict};
 pub use scrub::{Damage, Fault, OpenError, ScrubReport};
 pub use staging::{Census, CommitInfo};
@@ -87,6 +89,11 @@ pub enum Error {
     ScreeningUnavailable(#[from] Unavailable),
     #[error("upload {0} failed on a storage error and is stopped until restart")]
     Stopped(UploadId),
+    /// The credential that sent the last bytes expired before they could
+    /// complete the upload; they are kept, and the next authorised request
+    /// (HEAD or an empty PATCH) completes it.
+    #[error("the credential expired before the upload could be completed; the bytes are kept")]
+    AuthorizationExpired,
     #[error("request body: {0}")]
     Body(#[from] BodyError),
     #[error("request body stalled for longer than {0:?}")]
@@ -101,6 +108,10 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("a key rotation is already running")]
+    RotationInProgress,
+    #[error("tenant {0:?} has no keys")]
+    NoKeysForTenant(String),
 }
 
 impl Error {
@@ -136,6 +147,12 @@ pub enum BodyError {
     Disconnected(String),
     #[error("bad trailer: {0}")]
     BadTrailer(String),
+    /// Below the listener's minimum transfer speed for a whole window.
+    #[error("slower than {min_bytes_per_sec} bytes/s over {window:?}")]
+    TooSlow {
+        min_bytes_per_sec: u64,
+        window: Duration,
+    },
 }
 
 /// A piece of a request body.
@@ -181,6 +198,9 @@ pub struct Chunk {
     /// The body's declared length, when known: enables mid-request checkpoints.
     pub content_length: Option<u64>,
     pub checksum: ChecksumRequest,
+    /// Unix seconds after which the request's credential no longer allows
+    /// completing the upload (checked again when the last byte arrives).
+    pub authorized_until: Option<u64>,
 }
 
 /// What HEAD, POST and PATCH report about an upload.
@@ -222,7 +242,16 @@ const STAGE_QUEUE: usize = 4;
 pub struct Ingest {
     config: IngestConfig,
     staging: Arc<Staging>,
-    keyring: Arc<LocalKeyring>,
+    /// Holds every tenant's KEKs; calls may block (an HSM round trip), so
+    /// they run on blocking threads.
+    keys: Arc<dyn KeyProvider>,
+    /// Held (shared) by a creation from wrapping its data key until its
+    /// record is stored; a rotation takes it exclusively once after making
+    /// a new key current, so no record wrapped under an older key can appear
+    /// after the rotation's scans (see `rotation`).
+    key_gate: tokio::sync::RwLock<()>,
+    /// One key rotation at a time.
+    rotation: tokio::sync::Mutex<()>,
     locks: UploadLocks,
     /// Running SHA-256 of each upload's acknowledged prefix, so commit needs no
     /// second pass. Lost on restart; then rebuilt by replaying staged bytes.
@@ -269,12 +298,14 @@ impl Ingest {
     pub fn new(
         config: IngestConfig,
         staging: Arc<Staging>,
-        keyring: Arc<LocalKeyring>,
+        keys: Arc<dyn KeyProvider>,
     ) -> Arc<Ingest> {
         Arc::new(Ingest {
             locks: UploadLocks::new(config.lock_wait),
             staging,
-            keyring,
+            keys,
+            key_gate: tokio::sync::RwLock::new(()),
+            rotation: tokio::sync::Mutex::new(()),
             digests: Mutex::new(HashMap::new()),
             stopped: Mutex::new(HashSet::new()),
             memory: Arc::new(Semaphore::new(budget_units(config.memory_budget))),
@@ -362,6 +393,12 @@ impl Ingest {
         let id = self.new_id();
         let dek = crypto::Dek::generate();
         let keys = ObjectKeys::derive(&dek, *id.as_bytes(), self.config.aead);
+        // No upload exists without a wrapped key: a provider that is down
+        // fails the creation before anything is stored.
+        let gate = self.key_gate.read().await;
+        let provider = self.keys.clone();
+        let tenant = new.tenant.clone();
+        let key = blocking(move || Ok(provider.wrap(&tenant, &dek, *id.as_bytes())?)).await?;
         let now = now_secs();
         let record = UploadRecord {
             id,
@@ -374,13 +411,14 @@ impl Ingest {
             created_at: now,
             updated_at: now,
             expires_at: Some(now + self.config.expiry.as_secs()),
-            key: self.keyring.current().wrap(&dek, *id.as_bytes()),
+            key,
             screening: None,
         };
         let staging = self.staging.clone();
         let header = keys.header_bytes().to_vec();
         let stored = record.clone();
         blocking(move || Ok(staging.create(&stored, &header)?)).await?;
+        drop(gate);
         let finished = match &record.kind {
             UploadKind::Final { .. } => self.assemble_if_ready(id).await,
             UploadKind::Regular if length == Some(0) => self.finish_complete(id).await,
@@ -439,9 +477,31 @@ impl Ingest {
 
     /// The upload's state. Takes the writer lock first, so a stale request of
     /// the same client is stopped and its bytes counted before we answer.
-    pub async fn head(self: &Arc<Self>, id: UploadId) -> Result<UploadStatus, Error> {
-        let _guard = self.locks.acquire(id).await?;
+    ///
+    /// An upload whose bytes are all staged but which was left uncommitted
+    /// (its sender's credential expired as the last byte arrived) is
+    /// completed here, for the tenant asking now.
+    pub async fn head(self: &Arc<Self>, id: UploadId, tenant: &str) -> Result<UploadStatus, Error> {
+        let guard = self.locks.acquire(id).await?;
+        let record = self.load_owned(id, tenant).await?;
+        let unsealed = record.state == UploadState::Receiving
+            && record.length == Some(record.offset)
+            && !matches!(record.kind, UploadKind::Final { .. });
+        if unsealed {
+            drop(guard);
+            self.finish_complete(id).await?;
+        }
         self.status(id).await
+    }
+
+    /// Loads a record for `tenant`. Another tenant's upload is reported as
+    /// missing, exactly like one that does not exist, so ids reveal nothing.
+    async fn load_owned(&self, id: UploadId, tenant: &str) -> Result<UploadRecord, Error> {
+        let record = self.load(id).await?;
+        if record.tenant != tenant {
+            return Err(Error::NotFound(id));
+        }
+        Ok(record)
     }
 
     async fn status(&self, id: UploadId) -> Result<UploadStatus, Error> {
@@ -497,11 +557,12 @@ impl Ingest {
     pub async fn patch(
         self: &Arc<Self>,
         id: UploadId,
+        tenant: &str,
         chunk: Chunk,
         body: BodyStream,
     ) -> Result<UploadStatus, Error> {
         let mut guard = self.locks.acquire(id).await?;
-        let mut record = self.load(id).await?;
+        let mut record = self.load_owned(id, tenant).await?;
         self.check_chunk(&mut record, &chunk)?;
         if record.state != UploadState::Receiving {
             // Complete already: only an empty chunk at the end is acceptable.
@@ -666,6 +727,7 @@ impl Ingest {
             checkpoint_every,
             expiry_secs: self.config.expiry.as_secs(),
             disposition: Disposition::Released,
+            authorized_until: chunk.authorized_until,
         })
     }
 
@@ -693,18 +755,18 @@ impl Ingest {
     }
 
     async fn object_keys(&self, record: &UploadRecord) -> Result<ObjectKeys, Error> {
-        let kek = self.keyring.get(&record.key.kek)?;
-        let dek = kek.unwrap(&record.key, *record.id.as_bytes())?;
         let staging = self.staging.clone();
+        let provider = self.keys.clone();
+        let wrapped = record.key.clone();
         let id = record.id;
-        let header = blocking(move || {
+        blocking(move || {
+            let dek = provider.unwrap(&wrapped, *id.as_bytes())?;
             let file = staging.reader(&id)?;
             let mut header = vec![0u8; seg1::HEADER_LEN];
             file.read_at(0, &mut header).map_err(store::Error::Io)?;
-            Ok(header)
+            Ok(ObjectKeys::open(&dek, *id.as_bytes(), &header)?)
         })
-        .await?;
-        Ok(ObjectKeys::open(&dek, *id.as_bytes(), &header)?)
+        .await
     }
 
     /// The running digest of `[0, offset)`: kept from the previous chunk, or
@@ -761,9 +823,11 @@ impl Ingest {
             length: None,
             content_length: Some(0),
             checksum: ChecksumRequest::None,
+            authorized_until: None,
         };
         let empty: BodyStream = Box::pin(futures_util::stream::empty());
-        self.patch(id, chunk, empty).await.map(|_| ())
+        let tenant = self.load(id).await?.tenant;
+        self.patch(id, &tenant, chunk, empty).await.map(|_| ())
     }
 
     // ---- concatenation --------------------------------------------------
@@ -832,6 +896,7 @@ impl Ingest {
             } else {
                 Disposition::Released
             },
+            authorized_until: None,
         };
         let staging = self.staging.clone();
         let settled = blocking(move || {
@@ -855,12 +920,13 @@ impl Ingest {
 
     /// Removes an upload or object; its wrapped key goes with the record, so
     /// its bytes are unreadable from then on.
-    pub async fn terminate(self: &Arc<Self>, id: UploadId) -> Result<(), Error> {
+    pub async fn terminate(self: &Arc<Self>, id: UploadId, tenant: &str) -> Result<(), Error> {
         let _guard = self.locks.acquire(id).await?;
         let staging = self.staging.clone();
+        let tenant = tenant.to_owned();
         blocking(move || match staging.get(&id)? {
-            Some(_) => Ok(staging.remove(&id)?),
-            None => Err(Error::NotFound(id)),
+            Some(record) if record.tenant == tenant => Ok(staging.remove(&id)?),
+            _ => Err(Error::NotFound(id)),
         })
         .await?;
         self.digests.lock().expect("digests poisoned").remove(&id);
@@ -911,8 +977,8 @@ impl Ingest {
     // ---- downloads ------------------------------------------------------
 
     /// Opens a committed object for reading.
-    pub async fn open_object(&self, id: UploadId) -> Result<Download, Error> {
-        let record = self.load(id).await?;
+    pub async fn open_object(&self, id: UploadId, tenant: &str) -> Result<Download, Error> {
+        let record = self.load_owned(id, tenant).await?;
         let UploadState::Committed(commit) = &record.state else {
             return Err(Error::NotDownloadable(id));
         };

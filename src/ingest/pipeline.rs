@@ -60,6 +60,9 @@ pub struct ChunkPlan {
     /// What the commit makes of the object: released, or pending while the
     /// plugin chain has yet to give its verdict.
     pub disposition: Disposition,
+    /// Unix seconds after which the sender may no longer complete the
+    /// upload; the chunk is then kept but not committed.
+    pub authorized_until: Option<u64>,
 }
 
 /// How a chunk settled: the record as durably stored, the digest of
@@ -277,6 +280,10 @@ impl<'a> ChunkWriter<'a> {
                 self.plan.record.state = UploadState::PartComplete;
                 self.staging.put(&self.plan.record, TailChange::Keep)?;
             }
+            (_, true) if self.authorization_lapsed() => {
+                self.persist()?;
+                return Err(Error::AuthorizationExpired);
+            }
             (_, true) => self.commit()?,
             (_, false) => {
                 if self.received > self.last_durable || self.plan.record.offset != self.received {
@@ -289,6 +296,12 @@ impl<'a> ChunkWriter<'a> {
             }
         }
         Ok(())
+    }
+
+    fn authorization_lapsed(&self) -> bool {
+        self.plan
+            .authorized_until
+            .is_some_and(|until| super::now_secs() > until)
     }
 
     /// The commit: seal the final segment, sync, then one flushed index batch

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crypto::{self, Aead, LocalKeyring, ObjectKeys, Sha256, seg1};
+use crate::crypto::{self, Aead, KeyProvider, LocalKeyring, ObjectKeys, Sha256, seg1};
 use crate::disk::OsDisk;
 use crate::id::UploadId;
 use crate::staging::{self, Staging, UploadRecord, UploadState};
@@ -148,8 +148,10 @@ fn segment_list(indexes: &[u64]) -> String {
 /// Why a data dir could not be opened for an offline scrub.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("{} is not a strongroom data dir (no index/ or no key files in keys/)", .0.display())]
+    #[error("{} is not a strongroom data dir (no index/)", .0.display())]
     NotADataDir(PathBuf),
+    #[error("{} has no key files in keys/ (a data dir whose keys are in a PKCS#11 token needs its config: --config)", .0.display())]
+    NoKeyFiles(PathBuf),
     #[error(
         "the index in {} is locked: a strongroom server is running on this data dir; \
          stop it first (scrub opens the store directly)",
@@ -168,15 +170,30 @@ const ATTEMPTS: usize = 3;
 impl Ingest {
     /// Opens a data dir directly, for a scrub while no server runs: the same
     /// layout the appliance uses (`index/`, `segments/`, `keys/` with the
-    /// `default` tenant's key files), without recovery, so nothing on disk is
-    /// repaired or removed, and without ever creating a key.
+    /// tenants' key files), without recovery, so nothing on disk is repaired
+    /// or removed, and without creating a key.
     pub fn open_offline(data_dir: &Path) -> Result<Arc<Ingest>, OpenError> {
         let keys_dir = data_dir.join("keys");
-        let index_dir = data_dir.join("index");
-        if !index_dir.is_dir() || !has_key_file(&keys_dir) {
+        if !data_dir.join("index").is_dir() {
             return Err(OpenError::NotADataDir(data_dir.to_owned()));
         }
-        let (keyring, _created) = LocalKeyring::open_or_create(&keys_dir, "default")?;
+        if !has_key_file(&keys_dir) {
+            return Err(OpenError::NoKeyFiles(data_dir.to_owned()));
+        }
+        let keyring = LocalKeyring::open(&keys_dir)?;
+        Self::open_offline_with(data_dir, Arc::new(keyring))
+    }
+
+    /// [`Ingest::open_offline`] with the given key provider (the one the
+    /// data dir's config names), for offline key rotation and listing.
+    pub fn open_offline_with(
+        data_dir: &Path,
+        keys: Arc<dyn KeyProvider>,
+    ) -> Result<Arc<Ingest>, OpenError> {
+        let index_dir = data_dir.join("index");
+        if !index_dir.is_dir() {
+            return Err(OpenError::NotADataDir(data_dir.to_owned()));
+        }
         let staging = Staging::open(data_dir, Arc::new(OsDisk)).map_err(|err| match &err {
             staging::Error::Index(e) if is_lock_conflict(&e.to_string()) => {
                 OpenError::InUse(index_dir.clone())
@@ -192,7 +209,7 @@ impl Ingest {
             aead: Aead::default(),
             memory_budget: 1 << 20,
         };
-        Ok(Ingest::new(config, Arc::new(staging), Arc::new(keyring)))
+        Ok(Ingest::new(config, Arc::new(staging), keys))
     }
 
     /// Verifies every committed object and every staged upload. Blocking work
@@ -226,8 +243,8 @@ impl Ingest {
                 }
             };
             let staging = self.staging.clone();
-            let keyring = self.keyring.clone();
-            let verdict = blocking(move || Ok(scrub_one(&staging, &keyring, id))).await?;
+            let keys = self.keys.clone();
+            let verdict = blocking(move || Ok(scrub_one(&staging, keys.as_ref(), id))).await?;
             match verdict {
                 Verdict::Gone => {}
                 Verdict::Busy => report.busy.push(id),
@@ -262,7 +279,7 @@ fn has_key_file(keys_dir: &Path) -> bool {
             entry
                 .file_name()
                 .to_str()
-                .is_some_and(|name| name.starts_with("default.v") && name.ends_with(".kek"))
+                .is_some_and(|name| !name.starts_with('.') && name.ends_with(".kek"))
         })
     })
 }
@@ -287,7 +304,7 @@ enum Verdict {
 /// Checks one record against a consistent snapshot: a live request may move
 /// a staged upload on between reading its record and its tail, so a finding
 /// only counts if the record is unchanged afterwards.
-fn scrub_one(staging: &Staging, keyring: &LocalKeyring, id: UploadId) -> Verdict {
+fn scrub_one(staging: &Staging, keys: &dyn KeyProvider, id: UploadId) -> Verdict {
     for _ in 0..ATTEMPTS {
         let record = match staging.get(&id) {
             Ok(Some(record)) => record,
@@ -300,7 +317,7 @@ fn scrub_one(staging: &Staging, keyring: &LocalKeyring, id: UploadId) -> Verdict
             staging.tail(&id)
         };
         let (bytes, faults) = match tail {
-            Ok(tail) => check_record(staging, keyring, &record, tail.as_deref()),
+            Ok(tail) => check_record(staging, keys, &record, tail.as_deref()),
             Err(err) => (0, vec![Fault::Tail(format!("unreadable ({err})"))]),
         };
         if faults.is_empty() || record.is_committed() {
@@ -329,7 +346,7 @@ const SEGMENT: u64 = seg1::SEGMENT_SIZE as u64;
 /// what failed.
 fn check_record(
     staging: &Staging,
-    keyring: &LocalKeyring,
+    keys: &dyn KeyProvider,
     record: &UploadRecord,
     tail: Option<&[u8]>,
 ) -> (u64, Vec<Fault>) {
@@ -346,7 +363,7 @@ fn check_record(
         Ok(size) => size,
         Err(err) => return (0, vec![Fault::Unreadable(err.kind().to_string())]),
     };
-    let dek = match keyring.unwrap(&record.key, *id.as_bytes()) {
+    let dek = match keys.unwrap(&record.key, *id.as_bytes()) {
         Ok(dek) => dek,
         Err(err) => return (0, vec![Fault::Key(err.to_string())]),
     };

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
+use crate::auth::{Action, Principal};
 use crate::id::UploadId;
 use crate::ingest::{Download, Ingest};
 use crate::store::{ByteRange, RangeRequest, parse_range};
@@ -21,11 +22,13 @@ use super::{Body, BoxError, Problem, empty_response};
 
 pub async fn get(
     ingest: &Arc<Ingest>,
+    principal: &Principal,
     id: UploadId,
     request: &HeaderMap,
     with_body: bool,
 ) -> Result<Response<Body>, Problem> {
-    let download = ingest.open_object(id).await?;
+    principal.require(Action::ReadObject(id))?;
+    let download = ingest.open_object(id, &principal.tenant).await?;
     let etag = format!("\"{}\"", download.sha256);
     if request
         .get(header::IF_NONE_MATCH)

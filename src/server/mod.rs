@@ -1,19 +1,20 @@
-//! The public listener: accept loop, HTTP/1.1 and HTTP/2 (h2c) limits,
+//! The public listener: connections (`listener`: accept loop, TLS, limits),
 //! routing, CORS, request ids, and turning every error into a response (the
-//! only place that chooses HTTP statuses). The only hyper user besides the
-//! admin listener it also serves.
+//! only place that chooses HTTP statuses). The only hyper and rustls user,
+//! for the admin listener too.
 
+mod access;
 mod body;
 mod cors;
 mod download;
+mod listener;
 mod problem;
 mod router;
+mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -21,20 +22,19 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::admin::Admin;
+use crate::auth::{Action, Auth};
 use crate::config::ServerConfig;
 use crate::ingest::Ingest;
 use crate::tus::{self, parse};
 
 pub use cors::Cors;
+pub use listener::{ClientCert, Peer};
 pub use problem::Problem;
+pub use tls::{Error as TlsError, Tls};
 use router::Endpoint;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,16 +43,18 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// Everything a public request can reach.
 pub struct App {
     pub ingest: Arc<Ingest>,
+    pub auth: Arc<Auth>,
     pub limits: ServerConfig,
     pub routes: tus::Routes,
     pub cors: Cors,
 }
 
 impl App {
-    pub fn new(ingest: Arc<Ingest>, limits: ServerConfig) -> Arc<App> {
+    pub fn new(ingest: Arc<Ingest>, auth: Arc<Auth>, limits: ServerConfig) -> Arc<App> {
         let upload_prefix = format!("{}/files/", limits.public_url.trim_end_matches('/'));
         Arc::new(App {
             ingest,
+            auth,
             cors: Cors::new(&limits.cors_allowed_origins),
             routes: tus::Routes { upload_prefix },
             limits,
@@ -60,125 +62,81 @@ impl App {
     }
 }
 
-/// Serves the public API on `listener` until `shutdown` resolves, then drains
-/// connections for at most `limits.shutdown_grace`.
-pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let builder = connection_builder(&app.limits);
+/// Serves the public API on `listener`, over TLS when `tls` is set, until
+/// `shutdown` resolves, then drains connections for at most
+/// `limits.shutdown_grace`.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<Arc<Tls>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    if let Some(tls) = &tls {
+        tracing::info!(
+            sha256 = %hex::encode(tls.fingerprint()),
+            "the public listener speaks TLS"
+        );
+    }
     let limits = app.limits.clone();
-    let service = move |peer: SocketAddr| {
+    let transfer = body::TransferLimits::from_config(&limits);
+    let service = move |peer: Peer| {
         let app = app.clone();
-        service_fn(move |req| {
+        service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(app, peer, req).await) }
+            let peer = peer.clone();
+            async move {
+                // hyper counts header fields for HTTP/1.1 only; HTTP/2 gets
+                // the same limit here.
+                let max_headers = app.limits.max_headers;
+                if req.headers().len() > max_headers {
+                    let problem = Problem::too_many_headers(max_headers);
+                    return Ok(problem_response(&problem, &request_id(req.headers())));
+                }
+                Ok::<_, Infallible>(body::with_limits(transfer, handle(app, peer, req)).await)
+            }
         })
     };
-    serve(listener, &builder, &limits, service, shutdown).await;
+    listener::serve(listener, &limits, tls, service, shutdown).await;
 }
 
-/// Serves the admin surface (health now) on its own listener.
+/// Serves the admin surface on its own listener, always plain HTTP (it
+/// binds loopback by default).
 pub async fn run_admin(
     listener: TcpListener,
     admin: Arc<Admin>,
+    auth: Arc<Auth>,
     limits: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = connection_builder(&limits);
-    let service = move |_peer: SocketAddr| {
+    let service = move |peer: Peer| {
         let admin = admin.clone();
+        let auth = auth.clone();
         service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
+            let auth = auth.clone();
+            let caller = caller(&peer);
             async move {
                 let request_id = request_id(req.headers());
-                Ok::<_, Infallible>(
-                    admin_response(&admin, req.method(), req.uri().path(), &request_id).await,
-                )
+                // Health probes stay open; everything under /admin needs the
+                // admin scope.
+                if req.uri().path().starts_with("/admin/")
+                    && let Err(problem) = access::principal(&auth, &caller, req.headers(), None)
+                        .and_then(|p| Ok(p.require(Action::Admin)?))
+                {
+                    return Ok(problem_response(&problem, &request_id));
+                }
+                if access::is_admin_route(req.uri().path()) {
+                    let answer = access::admin(&auth, req).await;
+                    return Ok(answer.unwrap_or_else(|p| problem_response(&p, &request_id)));
+                }
+                Ok::<_, Infallible>(admin_response(&admin, req, &request_id).await)
             }
         })
     };
-    serve(listener, &builder, &limits, service, shutdown).await;
+    listener::serve(listener, &limits, None, service, shutdown).await;
 }
 
-fn connection_builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // The timer is what makes the header read timeout real; hyper starts
-        // it whenever it waits for a request head, so it also bounds how long
-        // an idle keep-alive connection stays open.
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.as_u64() as usize)
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(limits.h2_max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(limits.h2_max_local_error_reset_streams)
-        .max_header_list_size(limits.max_header_bytes.as_u64() as u32)
-        .keep_alive_interval(limits.keep_alive_timeout)
-        .keep_alive_timeout(Duration::from_secs(20));
-    builder
-}
-
-async fn serve<S, F>(
-    listener: TcpListener,
-    builder: &auto::Builder<TokioExecutor>,
-    limits: &ServerConfig,
-    make_service: F,
-    shutdown: impl Future<Output = ()>,
-) where
-    F: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    // One permit per socket: past the limit new connections are closed at
-    // once instead of queueing unbounded work.
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Out of descriptors and similar: back off rather than spin.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing new connection");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), make_service(peer))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
-    }
-}
-
-async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     let request_id = request_id(req.headers());
     let span = tracing::info_span!("request", id = %request_id, method = %req.method(), path = %req.uri().path());
     async move {
@@ -190,7 +148,7 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Resp
             app.cors.preflight(origin.as_ref(), response.headers_mut());
             response
         } else {
-            let result = dispatch(&app, req).await;
+            let result = dispatch(&app, &caller(&peer), req).await;
             let mut response =
                 result.unwrap_or_else(|problem| problem_response(&problem, &request_id));
             app.cors.decorate(origin.as_ref(), response.headers_mut());
@@ -213,36 +171,65 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Resp
     .await
 }
 
-async fn dispatch(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Problem> {
+fn caller(peer: &Peer) -> access::Caller {
+    access::Caller {
+        ip: peer.addr.ip(),
+        client_cert: peer.client_cert.as_ref().map(|cert| cert.sha256),
+    }
+}
+
+async fn dispatch(
+    app: &Arc<App>,
+    caller: &access::Caller,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Problem> {
     let endpoint = router::route(req.uri().path());
     let method = req.method().clone();
+    let auth = &app.auth;
     match (endpoint, &method) {
-        (Endpoint::Upload(Ok(id)) | Endpoint::Object(Ok(id)), &Method::GET) => {
-            download::get(&app.ingest, id, req.headers(), true).await
-        }
-        (Endpoint::Object(Ok(id)), &Method::HEAD) => {
-            download::get(&app.ingest, id, req.headers(), false).await
+        (Endpoint::Token, _) => access::token(auth, caller, req).await,
+        (Endpoint::Presign, _) => access::presign(auth, caller, &app.limits.public_url, req).await,
+        (Endpoint::TokenKeys, &Method::GET) => Ok(access::signing_keys(auth)),
+        (Endpoint::TokenKeys, _) => Err(Problem::method_not_allowed(&method)),
+        // HEAD on /files/{id} is tus's offset query, not a download.
+        (Endpoint::Object(Ok(id)), &Method::GET | &Method::HEAD)
+        | (Endpoint::Upload(Ok(id)), &Method::GET) => {
+            let presignable = Some((id, req.uri().query()));
+            let principal = access::principal(auth, caller, req.headers(), presignable)?;
+            let with_body = method == Method::GET;
+            download::get(&app.ingest, &principal, id, req.headers(), with_body).await
         }
         (Endpoint::Object(Ok(_)), _) => Err(Problem::method_not_allowed(&method)),
         (Endpoint::Upload(Err(_)) | Endpoint::Object(Err(_)), _) => Err(Problem::invalid_id()),
-        (Endpoint::Collection, _) => tus_request(app, parse::Target::Collection, req).await,
-        (Endpoint::Upload(Ok(id)), _) => tus_request(app, parse::Target::Upload(id), req).await,
+        (Endpoint::Collection, _) => {
+            tus_request(app, caller, parse::Target::Collection, req).await
+        }
+        (Endpoint::Upload(Ok(id)), _) => {
+            tus_request(app, caller, parse::Target::Upload(id), req).await
+        }
         (Endpoint::Unknown, _) => Err(Problem::route_not_found()),
     }
 }
 
 async fn tus_request(
     app: &Arc<App>,
+    caller: &access::Caller,
     target: parse::Target,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Problem> {
     let (parts, incoming) = req.into_parts();
     let request = parse::parse(&parts.method, &target, &parts.headers).map_err(tus::Error::from)?;
+    // OPTIONS only describes the server: tus clients send it without
+    // credentials, as CORS preflights do.
+    let principal = match &request {
+        parse::TusRequest::Options => crate::auth::Principal::unauthenticated(),
+        _ => access::principal(&app.auth, caller, &parts.headers, None)?,
+    };
     let body = match &request {
         parse::TusRequest::Patch(_) | parse::TusRequest::Create(_) => body::chunks(incoming),
         _ => body::empty(),
     };
-    let reply = tus::handle(&app.ingest, &app.routes, request, body).await?;
+    let reply = tus::handle(&app.ingest, &app.routes, &principal, request, body).await?;
     let mut response = empty_response(reply.status);
     response.headers_mut().extend(reply.headers);
     Ok(response)
@@ -250,10 +237,11 @@ async fn tus_request(
 
 async fn admin_response(
     admin: &Admin,
-    method: &Method,
-    path: &str,
+    req: Request<Incoming>,
     request_id: &str,
 ) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let (method, path) = (&parts.method, parts.uri.path());
     let answer = match (method, path) {
         (&Method::GET | &Method::HEAD, "/healthz") => return text_response(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") if admin.health.is_ready() => {
@@ -265,13 +253,20 @@ async fn admin_response(
         (&Method::GET, "/admin/plugins") => admin.plugins(),
         (&Method::POST, "/admin/policy/reload") => admin.reload_policy().await,
         (&Method::GET, "/admin/quarantine") => admin.quarantine().await,
+        (&Method::GET, "/admin/keys") => admin.keys().await,
+        (&Method::POST, "/admin/keys/rotate") => match small_body(body).await {
+            Ok(bytes) => admin.rotate_keys(&bytes).await,
+            Err(problem) => return problem_response(&problem, request_id),
+        },
         (
             _,
             "/healthz"
             | "/readyz"
             | "/admin/plugins"
             | "/admin/policy/reload"
-            | "/admin/quarantine",
+            | "/admin/quarantine"
+            | "/admin/keys"
+            | "/admin/keys/rotate",
         ) => {
             return problem_response(&Problem::method_not_allowed(method), request_id);
         }
@@ -281,6 +276,24 @@ async fn admin_response(
         Ok(value) => json_response(StatusCode::OK, &value),
         Err(err) => problem_response(&Problem::from(err), request_id),
     }
+}
+
+/// The largest admin request body read (a small JSON object).
+const MAX_ADMIN_BODY: usize = 4096;
+
+/// Reads a small admin request body whole, refusing anything longer.
+async fn small_body(body: Incoming) -> Result<Bytes, Problem> {
+    http_body_util::Limited::new(body, MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|err| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("request body unreadable or over {MAX_ADMIN_BODY} bytes: {err}"),
+            )
+        })
 }
 
 fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
@@ -338,8 +351,20 @@ fn problem_response(problem: &Problem, request_id: &str) -> Response<Body> {
     if problem.status == StatusCode::PRECONDITION_FAILED {
         headers.insert("tus-version", HeaderValue::from_static(parse::TUS_VERSION));
     }
-    if problem.status == StatusCode::SERVICE_UNAVAILABLE || problem.status == StatusCode::LOCKED {
+    if let Some(seconds) = problem.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    } else if problem.status == StatusCode::SERVICE_UNAVAILABLE
+        || problem.status == StatusCode::LOCKED
+    {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if problem.status == StatusCode::UNAUTHORIZED {
+        // RFC 6750: say which scheme, and for a bad token which error.
+        let value = match problem.code {
+            "authentication_required" => r#"Bearer realm="strongroom""#,
+            _ => r#"Bearer realm="strongroom", error="invalid_token""#,
+        };
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
     }
     response
 }

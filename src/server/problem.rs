@@ -20,6 +20,8 @@ pub struct Problem {
     pub detail: String,
     /// RFC 9457 extension members, e.g. which plugin rejected an upload.
     pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// Seconds for `Retry-After`, when the client should come back later.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +47,7 @@ impl Problem {
             code,
             detail: detail.into(),
             extensions: serde_json::Map::new(),
+            retry_after: None,
         }
     }
 
@@ -82,6 +85,17 @@ impl Problem {
         )
     }
 
+    /// More header fields than `server.max_headers`. hyper answers 431 itself
+    /// for HTTP/1.1 (no body); this is the same limit for HTTP/2, which
+    /// only bounds the header block's size.
+    pub fn too_many_headers(limit: usize) -> Problem {
+        Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too_many_headers",
+            format!("more than {limit} header fields"),
+        )
+    }
+
     pub fn range_not_satisfiable(length: u64) -> Problem {
         Problem::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -113,6 +127,7 @@ impl From<tus::Error> for Problem {
         match err {
             tus::Error::Parse(e) => from_parse(e),
             tus::Error::Ingest(e) => e.into(),
+            tus::Error::Auth(e) => e.into(),
         }
     }
 }
@@ -171,8 +186,10 @@ impl From<ingest::Error> for Problem {
             I::Superseded(_) => (StatusCode::CONFLICT, "upload_superseded"),
             I::NotDownloadable(_) => (StatusCode::NOT_FOUND, "object_not_found"),
             I::Stopped(_) => (StatusCode::SERVICE_UNAVAILABLE, "upload_stopped"),
+            I::AuthorizationExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
             I::Body(BodyError::Disconnected(_)) => (StatusCode::BAD_REQUEST, "body_incomplete"),
             I::Body(BodyError::BadTrailer(_)) => (StatusCode::BAD_REQUEST, "invalid_checksum"),
+            I::Body(BodyError::TooSlow { .. }) => (StatusCode::REQUEST_TIMEOUT, "body_too_slow"),
             I::BodyIdle(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             I::Shutdown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             I::Quarantined(_) => (StatusCode::FORBIDDEN, "object_quarantined"),
@@ -185,6 +202,15 @@ impl From<ingest::Error> for Problem {
             I::Staging(e) if e.is_storage_full() => {
                 (StatusCode::INSUFFICIENT_STORAGE, "storage_full")
             }
+            I::Crypto(e) if e.is_key_provider_unavailable() => return key_provider_unavailable(e),
+            I::Crypto(crate::crypto::Error::UnknownKek(_)) => {
+                (StatusCode::GONE, "object_key_destroyed")
+            }
+            I::Crypto(crate::crypto::Error::InvalidTenant(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_tenant")
+            }
+            I::RotationInProgress => (StatusCode::CONFLICT, "rotation_in_progress"),
+            I::NoKeysForTenant(_) => (StatusCode::NOT_FOUND, "tenant_has_no_keys"),
             I::Staging(_) | I::Crypto(_) | I::Store(_) | I::Task(_) => {
                 return Problem::internal(&err);
             }
@@ -193,16 +219,71 @@ impl From<ingest::Error> for Problem {
     }
 }
 
-impl From<crate::admin::Error> for Problem {
-    fn from(err: crate::admin::Error) -> Problem {
-        use crate::admin::Error as A;
+impl From<crate::auth::Error> for Problem {
+    fn from(err: crate::auth::Error) -> Problem {
+        use crate::auth::Error as A;
         let (status, code) = match &err {
-            A::NoPolicy => (StatusCode::NOT_FOUND, "no_policy_configured"),
-            A::PolicyRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_refused"),
-            A::Ingest(_) | A::Task(_) => return Problem::internal(&err),
+            A::Missing => (StatusCode::UNAUTHORIZED, "authentication_required"),
+            A::BadScheme | A::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            A::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            A::TokenRevoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
+            A::ApiKeyNotAToken => (StatusCode::UNAUTHORIZED, "api_key_not_a_token"),
+            A::InvalidApiKey | A::UnknownCertificate => {
+                (StatusCode::UNAUTHORIZED, "credential_invalid")
+            }
+            A::Forbidden { .. } => (StatusCode::FORBIDDEN, "scope_insufficient"),
+            A::ScopeNotGrantable(_) => (StatusCode::FORBIDDEN, "scope_not_grantable"),
+            A::PresignInvalid => (StatusCode::FORBIDDEN, "presign_invalid"),
+            A::PresignExpired => (StatusCode::FORBIDDEN, "presign_expired"),
+            A::TooManyFailures { retry_after } => {
+                let mut problem = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "authentication_rate_limited",
+                    err.to_string(),
+                );
+                problem.retry_after = Some(retry_after.as_secs().max(1));
+                return problem;
+            }
+            A::BadRequest(_) => (StatusCode::BAD_REQUEST, "token_request_invalid"),
+            A::InvalidTenant(_) => (StatusCode::BAD_REQUEST, "invalid_tenant"),
+            A::TenantExists(_) => (StatusCode::CONFLICT, "tenant_exists"),
+            A::UnknownTenant(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            A::UnknownKey(_) | A::UnknownSigningKey(_) => (StatusCode::NOT_FOUND, "key_not_found"),
+            A::Store { .. } | A::Corrupt { .. } | A::Keys(_) => return Problem::internal(&err),
         };
         Problem::new(status, code, err.to_string())
     }
+}
+
+impl From<crate::admin::Error> for Problem {
+    fn from(err: crate::admin::Error) -> Problem {
+        use crate::admin::Error as A;
+        let err = match err {
+            A::Keys(inner) => return Problem::from(inner),
+            other => other,
+        };
+        let (status, code) = match &err {
+            A::NoPolicy => (StatusCode::NOT_FOUND, "no_policy_configured"),
+            A::PolicyRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_refused"),
+            A::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            A::Keys(_) | A::Ingest(_) | A::Task(_) => return Problem::internal(&err),
+        };
+        Problem::new(status, code, err.to_string())
+    }
+}
+
+/// 503: the key provider (an HSM) cannot be reached. Nothing was stored
+/// unencrypted; the client retries. The cause names the token and its error
+/// code, so it is logged for the operator rather than sent to clients.
+fn key_provider_unavailable(err: &crate::crypto::Error) -> Problem {
+    tracing::warn!(error = %err, "key provider unavailable");
+    let mut problem = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "key_provider_unavailable",
+        "the key provider is unavailable; nothing was stored; retry later",
+    );
+    problem.retry_after = Some(1);
+    problem
 }
 
 /// 422: the content was understood and refused. Names the plugin, its rule

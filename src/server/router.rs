@@ -11,6 +11,12 @@ pub enum Endpoint {
     Upload(Result<UploadId, InvalidId>),
     /// `/objects/{id}` — a committed object.
     Object(Result<UploadId, InvalidId>),
+    /// `/auth/token` — exchanges an API key for a scoped token.
+    Token,
+    /// `/auth/presign` — makes a presigned download URL.
+    Presign,
+    /// `/.well-known/strongroom/token-keys` — public token signing keys.
+    TokenKeys,
     Unknown,
 }
 
@@ -23,6 +29,9 @@ impl Endpoint {
 pub fn route(path: &str) -> Endpoint {
     match path {
         "/files" | "/files/" => return Endpoint::Collection,
+        "/auth/token" => return Endpoint::Token,
+        "/auth/presign" => return Endpoint::Presign,
+        "/.well-known/strongroom/token-keys" => return Endpoint::TokenKeys,
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/files/") {

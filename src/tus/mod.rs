@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::auth::{self, Action, Principal};
 use crate::crypto::DigestAlgorithm;
 use crate::id::UploadId;
 use crate::ingest::{
@@ -25,6 +26,8 @@ pub enum Error {
     Parse(#[from] ParseError),
     #[error(transparent)]
     Ingest(#[from] ingest::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
 }
 
 /// What the server needs to answer a tus request.
@@ -42,32 +45,44 @@ pub struct Routes {
     pub upload_prefix: String,
 }
 
-/// The tenant every request acts for until authentication assigns one.
-pub const DEFAULT_TENANT: &str = "default";
-
+/// Carries out one tus request for `principal`: creation needs
+/// `upload:create`; HEAD, PATCH and DELETE need `upload:create` or that
+/// upload's `upload:resume:<id>`, and only ever reach the principal's own
+/// tenant's uploads.
 pub async fn handle(
     ingest: &Arc<Ingest>,
     routes: &Routes,
+    principal: &Principal,
     request: TusRequest,
     body: BodyStream,
 ) -> Result<Reply, Error> {
+    let tenant = principal.tenant.as_str();
     match request {
         TusRequest::Options => Ok(options(ingest)),
-        TusRequest::Create(create) => creation(ingest, routes, create, body).await,
-        TusRequest::Head(id) => head(ingest, routes, id).await,
+        TusRequest::Create(create) => {
+            principal.require(Action::CreateUpload)?;
+            creation(ingest, routes, principal, create, body).await
+        }
+        TusRequest::Head(id) => {
+            principal.require(Action::UseUpload(id))?;
+            head(ingest, routes, id, tenant).await
+        }
         TusRequest::Patch(patch) => {
             let id = patch.id;
+            principal.require(Action::UseUpload(id))?;
             let chunk = Chunk {
                 offset: patch.offset,
                 length: patch.length,
                 content_length: patch.body.content_length,
                 checksum: checksum_request(&patch.body.checksum),
+                authorized_until: principal.usable_until,
             };
-            let status = ingest.patch(id, chunk, body).await?;
+            let status = ingest.patch(id, tenant, chunk, body).await?;
             Ok(progress_reply(StatusCode::NO_CONTENT, &status))
         }
         TusRequest::Terminate(id) => {
-            ingest.terminate(id).await?;
+            principal.require(Action::UseUpload(id))?;
+            ingest.terminate(id, tenant).await?;
             Ok(Reply {
                 status: StatusCode::NO_CONTENT,
                 headers: Vec::new(),
@@ -92,6 +107,7 @@ fn options(ingest: &Ingest) -> Reply {
 async fn creation(
     ingest: &Arc<Ingest>,
     routes: &Routes,
+    principal: &Principal,
     create: parse::CreateRequest,
     body: BodyStream,
 ) -> Result<Reply, Error> {
@@ -101,7 +117,7 @@ async fn creation(
         parse::Concat::Final(parts) => NewKind::Final(parts),
     };
     let new = NewUpload {
-        tenant: DEFAULT_TENANT.to_owned(),
+        tenant: principal.tenant.clone(),
         length: match create.length {
             Some(parse::Length::Known(n)) => Some(n),
             _ => None,
@@ -116,8 +132,11 @@ async fn creation(
             length: None,
             content_length: body_info.content_length,
             checksum: checksum_request(&body_info.checksum),
+            authorized_until: principal.usable_until,
         };
-        status = ingest.patch(status.id, chunk, body).await?;
+        status = ingest
+            .patch(status.id, &principal.tenant, chunk, body)
+            .await?;
     }
     let mut reply = progress_reply(StatusCode::CREATED, &status);
     let location = format!("{}{}", routes.upload_prefix, status.id);
@@ -125,8 +144,13 @@ async fn creation(
     Ok(reply)
 }
 
-async fn head(ingest: &Arc<Ingest>, routes: &Routes, id: UploadId) -> Result<Reply, Error> {
-    let status = ingest.head(id).await?;
+async fn head(
+    ingest: &Arc<Ingest>,
+    routes: &Routes,
+    id: UploadId,
+    tenant: &str,
+) -> Result<Reply, Error> {
+    let status = ingest.head(id, tenant).await?;
     let mut reply = progress_reply(StatusCode::OK, &status);
     reply.headers.push(header("cache-control", "no-store"));
     match status.length {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end client drivers need: tus-js-client (npm ci in js/) and
-# tuspy (a venv in py/.venv). Idempotent and non-interactive; safe to call before every
+# Installs what the end-to-end client drivers need: curl, tus-js-client (npm ci in js/)
+# and tuspy (a venv in py/.venv). Idempotent and non-interactive; safe to call before every
 # test run: each part is skipped while a stamp shows its lock/requirements are unchanged.
 set -euo pipefail
 
@@ -47,6 +47,10 @@ apt_install() {
 hash_of() {
   sha256sum "$@" | sha256sum | cut -d' ' -f1
 }
+
+# --- curl: the HTTPS tests (tests/tls.rs) drive it over HTTP/2 and HTTP/1.1 --------------
+command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
+command -v curl >/dev/null 2>&1 || die "curl is still missing after installing it"
 
 # --- JavaScript: tus-js-client -------------------------------------------------------
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -28,6 +28,8 @@ pub struct TestServer {
     pub config: Config,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The admin API key the first start printed (token mode only).
+    pub admin_key: Option<String>,
 }
 
 impl TestServer {
@@ -46,6 +48,10 @@ impl TestServer {
         let mut config = Config::default();
         config.storage.data_dir = dir.path().join("data");
         config.server.shutdown_grace = Duration::from_secs(2);
+        // Most tests are about other things than authentication (tests/auth.rs
+        // is): every request acts as tenant `default` unless `tweak` turns
+        // tokens back on.
+        config.auth.mode = strongroom::config::AuthMode::None;
         tweak(&mut config);
         let mut server = TestServer {
             appliance: None,
@@ -56,6 +62,7 @@ impl TestServer {
                 .pool_max_idle_per_host(0)
                 .build()
                 .expect("http client"),
+            admin_key: None,
         };
         server.boot().await;
         server
@@ -67,6 +74,9 @@ impl TestServer {
         let appliance = Appliance::start_on(self.config.clone(), public, admin, self.disk.clone())
             .await
             .expect("appliance starts");
+        if let Some(key) = &appliance.first_admin_key {
+            self.admin_key = Some(key.secret.clone());
+        }
         self.appliance = Some(appliance);
     }
 
@@ -143,6 +153,40 @@ impl TestServer {
         let up = self.create(data.len() as u64).await;
         up.patch(0, data).await.assert_offset(data.len() as u64);
         up
+    }
+
+    /// Starts with authentication on (`auth.mode = "tokens"`), adjusted by
+    /// `tweak`.
+    pub async fn start_with_tokens(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_with(|config| {
+            config.auth.mode = strongroom::config::AuthMode::Tokens;
+            tweak(config);
+        })
+        .await
+    }
+
+    /// Exchanges `api_key` for a token with `scopes` at POST /auth/token.
+    pub async fn token(&self, api_key: &str, scopes: &[&str]) -> String {
+        let body = serde_json::json!({ "scopes": scopes }).to_string();
+        let reply = self
+            .send(
+                "POST",
+                "/auth/token",
+                &[("Authorization", &format!("Bearer {api_key}"))],
+                body,
+            )
+            .await;
+        reply.assert_status(200);
+        reply.json()["token"]
+            .as_str()
+            .expect("token in the answer")
+            .to_owned()
+    }
+
+    /// A token from the first start's admin key.
+    pub async fn admin_token(&self, scopes: &[&str]) -> String {
+        let key = self.admin_key.clone().expect("started with tokens");
+        self.token(&key, scopes).await
     }
 
     pub async fn census(&self) -> strongroom::ingest::Census {

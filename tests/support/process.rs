@@ -29,6 +29,9 @@ impl Binary {
             .args(["--log-format", "json", "serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            // These tests are about other things than authentication (see
+            // tests/auth.rs): every request acts as tenant `default`.
+            .args(["--auth", "none"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
