@@ -17,6 +17,7 @@ use crate::crypto::pkcs11::{Pkcs11Config, Pkcs11Keys};
 use crate::crypto::{self, Aead, KeyProvider, LocalKeyring};
 use crate::disk::{Disk, OsDisk};
 use crate::ingest::{self, Ingest, IngestConfig};
+use crate::policy::{LimitsTable, LiveLimits, Policy};
 use crate::server::{self, App};
 use crate::shutdown::Shutdown;
 use crate::staging::{self, RecoveryReport, Staging};
@@ -45,6 +46,14 @@ pub enum Error {
     OpenNonLoopback,
     #[error("authentication: {0}")]
     Auth(#[from] auth::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
+    #[error("manifest key: {0}")]
+    Manifest(#[from] crate::store::manifest::Error),
+    #[error("opening the audit trail: {0}")]
+    AuditTask(String),
+    #[error("limits: {0}")]
+    Limits(#[from] crate::policy::Error),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -63,6 +72,8 @@ pub struct Appliance {
     /// The admin API key the first start creates; shown once, stored hashed.
     pub first_admin_key: Option<auth::NewKey>,
     pub auth: Arc<Auth>,
+    /// The audit trail and the manifest key.
+    pub records: server::Records,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -102,7 +113,12 @@ impl Appliance {
         }
         let staging = Arc::new(Staging::open(&data_dir, disk)?);
         let ingest = Ingest::new(ingest_config(&config), staging, keys);
+        // Before recovery, which may settle (and so record) commits.
+        let records = open_records(&config, &data_dir).await?;
+        ingest.set_audit(records.trail.clone(), records.manifests.clone());
         let policy = start_plugins(&config, &ingest).await?;
+        let (live_limits, policy) = start_limits(&config, policy).await?;
+        ingest.set_limits(live_limits.clone());
         let health = Arc::new(Health::default());
         let recovery = ingest.recover().await?;
         health.set_ready();
@@ -116,7 +132,13 @@ impl Appliance {
         if !auth.enforcing() && !(public_addr.ip().is_loopback() && admin_addr.ip().is_loopback()) {
             return Err(Error::OpenNonLoopback);
         }
-        let app = App::new(ingest.clone(), auth.clone(), config.server.clone());
+        let app = App::new(
+            ingest.clone(),
+            auth.clone(),
+            config.server.clone(),
+            live_limits,
+            Some(records.clone()),
+        );
         let mut tasks = vec![
             tokio::spawn(server::run(public, app, tls, shutdown.wait())),
             tokio::spawn(server::run_admin(
@@ -124,6 +146,12 @@ impl Appliance {
                 admin.clone(),
                 auth.clone(),
                 config.server.clone(),
+                Some(records.clone()),
+                shutdown.wait(),
+            )),
+            // Signs the records every second; a last time on shutdown.
+            tokio::spawn(crate::audit::run_checkpoints(
+                records.trail.log().clone(),
                 shutdown.wait(),
             )),
             tokio::spawn(sweep_loop(
@@ -133,7 +161,11 @@ impl Appliance {
             )),
         ];
         if policy.is_some() {
-            tasks.push(tokio::spawn(reload_on_sighup(admin, shutdown.clone())));
+            tasks.push(tokio::spawn(reload_on_sighup(
+                admin,
+                records.trail.clone(),
+                shutdown.clone(),
+            )));
         }
         Ok(Appliance {
             public_addr,
@@ -143,6 +175,7 @@ impl Appliance {
             created_key,
             first_admin_key,
             auth,
+            records,
             shutdown,
             tasks,
         })
@@ -271,8 +304,89 @@ async fn start_plugins(
     }
 }
 
-/// SIGHUP reloads the policy; a bad one is refused and logged.
-async fn reload_on_sighup(admin: Arc<Admin>, shutdown: Shutdown) {
+/// The per-tenant limits in force: the config's `[limits]`, under the
+/// policy's limits when a policy is configured. Then a policy reload also
+/// replaces the limits (see `PolicyWithLimits`).
+async fn start_limits(
+    config: &Config,
+    policy: Option<Arc<dyn PolicyControl>>,
+) -> Result<(Arc<LiveLimits>, Option<Arc<dyn PolicyControl>>), Error> {
+    let base = config.limits.table();
+    let (Some(chain), Some(path)) = (policy, config.plugins.policy.clone()) else {
+        return Ok((Arc::new(LiveLimits::new(base)), None));
+    };
+    let read = path.clone();
+    let policy = tokio::task::spawn_blocking(move || Policy::load(&read))
+        .await
+        .map_err(|e| Error::PluginsUnavailable(e.to_string()))??;
+    let live = Arc::new(LiveLimits::new(policy.limits_table(&base)));
+    let control = PolicyWithLimits {
+        chain,
+        path,
+        base,
+        live: live.clone(),
+    };
+    Ok((live, Some(Arc::new(control))))
+}
+
+/// Policy reloads that replace the limits in force along with the plugin
+/// chain. The file is read for its limits first, so a policy that does not
+/// load leaves both chain and limits as they were; requests already
+/// admitted keep the limits they were admitted under.
+struct PolicyWithLimits {
+    chain: Arc<dyn PolicyControl>,
+    path: PathBuf,
+    /// The config's `[limits]`, under the policy's.
+    base: LimitsTable,
+    live: Arc<LiveLimits>,
+}
+
+impl PolicyControl for PolicyWithLimits {
+    fn reload(&self) -> Result<serde_json::Value, String> {
+        let limits = Policy::load(&self.path)
+            .map_err(|err| err.to_string())?
+            .limits_table(&self.base);
+        let summary = self.chain.reload()?;
+        self.live.replace(limits);
+        tracing::info!(policy = %self.path.display(), "limits reloaded with the policy");
+        Ok(summary)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        self.chain.status()
+    }
+}
+
+/// Opens the audit log (recovering it after a crash) and the manifest
+/// signing key (`<data_dir>/manifest.key`), creating both on first start.
+async fn open_records(config: &Config, data_dir: &std::path::Path) -> Result<server::Records, Error> {
+    let origin = config.audit.origin.clone();
+    let on_failure = config.audit.on_failure;
+    let data_dir = data_dir.to_owned();
+    let (log, manifests) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let log = crate::audit::Audit::open(&crate::audit::dir(&data_dir), &origin)?;
+        let key_path = data_dir.join(crate::store::manifest::KEY_FILE);
+        let (manifests, created) = crate::store::manifest::ManifestKey::open_or_create(&key_path)?;
+        if created {
+            tracing::info!(
+                path = %key_path.display(),
+                key_id = %manifests.public().id(),
+                "created the manifest signing key (mode 0600); back it up with the data dir"
+            );
+        }
+        Ok((log, manifests))
+    })
+    .await
+    .map_err(|e| Error::AuditTask(e.to_string()))??;
+    Ok(server::Records {
+        trail: crate::audit::Trail::new(Arc::new(log), on_failure),
+        manifests: Arc::new(manifests),
+    })
+}
+
+/// SIGHUP reloads the policy; a bad one is refused and logged. Each reload
+/// is recorded in the audit trail (actor `system`, subject `sighup`).
+async fn reload_on_sighup(admin: Arc<Admin>, trail: Arc<crate::audit::Trail>, shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/policy/reload");
@@ -285,10 +399,23 @@ async fn reload_on_sighup(admin: Arc<Admin>, shutdown: Shutdown) {
             () = &mut stop => return,
             Some(()) = hangups.recv() => {
                 // The outcome is logged by the reload itself.
-                let _ = admin.reload_policy().await;
+                let reloaded = admin.reload_policy().await.is_ok();
+                record_signal_reload(&trail, reloaded).await;
             }
         }
     }
+}
+
+async fn record_signal_reload(trail: &crate::audit::Trail, reloaded: bool) {
+    use crate::audit::{Event, EventKind, Outcome};
+    let event = if reloaded {
+        Event::new(EventKind::PolicyReload, Outcome::Ok)
+    } else {
+        Event::new(EventKind::PolicyReload, Outcome::Denied).reason("policy_refused")
+    };
+    let event = event.actor(crate::audit::scope::SYSTEM).subject("sighup");
+    // Nobody waits for an answer: a failure is logged by the trail.
+    let _ = trail.record(event).await;
 }
 
 async fn sweep_loop(ingest: Arc<Ingest>, every: std::time::Duration, shutdown: Shutdown) {

@@ -99,6 +99,26 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Check a file against its signed manifest, offline: the signature
+    /// (with the appliance's manifest key), then the file's size and SHA-256,
+    /// read in fixed-size pieces.
+    #[command(after_help = "\
+Exit status:
+  0  the signature verifies and the file matches the manifest
+  2  mismatch or forgery: another size or SHA-256, an altered manifest, a
+     signature by another key, or not a manifest at all
+  1  any other error (an unreadable file, an unusable key, bad usage)")]
+    Verify {
+        /// The file: the object's bytes (e.g. as downloaded).
+        file: PathBuf,
+        /// The manifest document (GET /objects/{id}/manifest).
+        manifest: PathBuf,
+        /// The manifest key: a file holding it, or the text itself. Either
+        /// the JSON served at /.well-known/strongroom/manifest-key or the
+        /// base64 public key alone. Obtain it out of band.
+        #[arg(long, value_name = "KEY")]
+        key: String,
+    },
     /// TLS certificates to try HTTPS and client certificates without openssl.
     Cert {
         #[command(subcommand)]

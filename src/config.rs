@@ -39,6 +39,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub keys: KeysConfig,
+    pub limits: LimitsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,6 +320,121 @@ impl PluginsConfig {
     }
 }
 
+/// Per-tenant rate limits and quota, and the appliance-wide ingress rate.
+/// These are the embedded defaults: a policy's `[defaults.limits]` and
+/// `[tenants.<name>.limits]` override them key by key. Zero turns a limit
+/// off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests per second per tenant, sustained (429 `rate_limited`).
+    pub requests_per_second: f64,
+    /// Requests a tenant may make at once above that rate.
+    pub requests_burst: u32,
+    /// New uploads per second per tenant, sustained.
+    pub uploads_per_second: f64,
+    pub uploads_burst: u32,
+    /// Upload bodies a tenant may send at once (429
+    /// `too_many_concurrent_uploads`).
+    pub concurrent_uploads: u32,
+    /// Bytes of staged uploads and committed objects per tenant (403
+    /// `quota_exceeded`).
+    pub quota: ByteSize,
+    /// A tenant's weight in `ingress_bytes_per_second`.
+    pub share: u32,
+    /// Bytes per second all upload bodies together may arrive at, divided
+    /// among the tenants that are uploading by `share`.
+    pub ingress_bytes_per_second: ByteSize,
+}
+
+impl LimitsConfig {
+    /// The limits in force without a policy, and under one for what it
+    /// leaves unset.
+    pub fn table(&self) -> crate::policy::LimitsTable {
+        crate::policy::LimitsTable::uniform(
+            self.ingress_bytes_per_second.as_u64(),
+            crate::policy::Limits {
+                requests_per_second: self.requests_per_second,
+                requests_burst: self.requests_burst,
+                uploads_per_second: self.uploads_per_second,
+                uploads_burst: self.uploads_burst,
+                concurrent_uploads: self.concurrent_uploads,
+                quota: self.quota.as_u64(),
+                share: self.share,
+            },
+        )
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        use crate::policy::{check_burst, check_rate, check_share};
+        let checks = [
+            ("requests_per_second", check_rate(self.requests_per_second)),
+            ("requests_burst", check_burst(self.requests_burst)),
+            ("uploads_per_second", check_rate(self.uploads_per_second)),
+            ("uploads_burst", check_burst(self.uploads_burst)),
+            ("share", check_share(self.share)),
+        ];
+        for (key, check) in checks {
+            check.map_err(|problem| format!("limits.{key} {problem}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for LimitsConfig {
+    /// Generous: far above what one client or the test suite sends
+    /// (tus-js-client with 1 MiB chunks makes about one request per chunk),
+    /// low enough that one tenant cannot flood the appliance with requests.
+    fn default() -> Self {
+        LimitsConfig {
+            requests_per_second: 500.0,
+            requests_burst: 1000,
+            uploads_per_second: 100.0,
+            uploads_burst: 200,
+            concurrent_uploads: 64,
+            quota: ByteSize::b(0),
+            share: 1,
+            ingress_bytes_per_second: ByteSize::b(0),
+        }
+    }
+}
+
+/// The tamper-evident audit trail in `<data_dir>/audit`: one record per
+/// request and state change, checkpoints signed every second.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log's name in its checkpoints and verifier key (e.g.
+    /// `storage.example.com/audit`). Fixed for the life of the log: a data
+    /// dir whose log has another origin does not start.
+    pub origin: String,
+    /// What a request whose record cannot be made durable gets: `refuse`
+    /// (503 `audit_unavailable`; a completing upload stays pending) or
+    /// `log` (logged at error level; the request goes on unrecorded).
+    pub on_failure: crate::audit::OnFailure,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            origin: "strongroom/audit".into(),
+            on_failure: crate::audit::OnFailure::Refuse,
+        }
+    }
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !crate::audit::is_origin(&self.origin) {
+            return Err(format!(
+                "audit.origin {:?} must be 1 to 255 visible ASCII characters other than '+'",
+                self.origin
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where each tenant's key-encryption keys live: key files in
 /// `<data_dir>/keys` (the default) or a PKCS#11 token (an HSM).
 #[derive(Debug, Clone, Deserialize)]
@@ -484,6 +601,8 @@ impl Config {
         }
         self.tls.validate()?;
         self.keys.validate()?;
+        self.limits.validate()?;
+        self.audit.validate()?;
         self.auth.validate(&self.server)
     }
 }
@@ -567,6 +686,36 @@ mod tests {
         let err = parse("[keys]\npkcs11_pin = \"1234\"\n").unwrap_err();
         assert!(err.to_string().contains("pkcs11_pin"), "{err}");
         assert!(!err.to_string().contains("1234"), "{err}");
+    }
+
+    #[test]
+    fn limits_default_to_generous_rates_and_no_quota() {
+        let table = parse("").unwrap().limits.table();
+        assert_eq!(table.ingress_bytes_per_second, 0);
+        assert_eq!(table.defaults.quota, 0);
+        assert_eq!(table.defaults.requests_per_second, 500.0);
+        let config = parse("[limits]\nquota = \"5GiB\"\nuploads_per_second = 2.5\nshare = 4\n")
+            .unwrap();
+        let table = config.limits.table();
+        assert_eq!(table.defaults.quota, 5 << 30);
+        assert_eq!(table.defaults.uploads_per_second, 2.5);
+        assert_eq!(table.for_tenant("any").share, 4);
+        let err = parse("[limits]\nrequests_burst = 0\n").unwrap_err();
+        assert!(err.to_string().contains("limits.requests_burst"), "{err}");
+        let err = parse("[limits]\nshare = 1001\n").unwrap_err();
+        assert!(err.to_string().contains("limits.share"), "{err}");
+    }
+
+    #[test]
+    fn audit_refuses_by_default_and_needs_a_plain_origin() {
+        let config = parse("").unwrap();
+        assert_eq!(config.audit.on_failure, crate::audit::OnFailure::Refuse);
+        assert_eq!(config.audit.origin, "strongroom/audit");
+        let config = parse("[audit]\non_failure = \"log\"\norigin = \"a.example/audit\"\n").unwrap();
+        assert_eq!(config.audit.on_failure, crate::audit::OnFailure::Log);
+        assert!(parse("[audit]\non_failure = \"ignore\"\n").is_err());
+        let err = parse("[audit]\norigin = \"a+b\"\n").unwrap_err();
+        assert!(err.to_string().contains("audit.origin"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,10 @@ use strongroom::config::Config;
 use strongroom::ingest::{Ingest, ScrubReport};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     strongroom::telemetry::init(cli.log_format);
     match run(cli.command) {
         Ok(code) => code,
@@ -71,6 +74,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Tenant { command } => commands::tenant::run_tenant(command),
         Command::Key { command } => commands::tenant::run_key(command),
         Command::Cert { command } => commands::cert::run(command),
+        Command::Verify {
+            file,
+            manifest,
+            key,
+        } => commands::verify::run(&file, &manifest, &key),
         Command::Scrub { data_dir, json } => {
             let report = scrub(&data_dir)?;
             print_scrub(&report, json);
@@ -80,6 +88,31 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints a command-line error as clap does and picks the exit status:
+/// clap's own (2 for bad usage, 0 for --help), except that `verify`, whose
+/// 2 means a forged or mismatched manifest, exits 1 for bad usage.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    let code = err.exit_code();
+    if code != 0 && subcommand().as_deref() == Some("verify") {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The first argument that is not a global option or its value.
+fn subcommand() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--log-format" {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return Some(arg);
+        }
+    }
+    None
 }
 
 /// Exit status of `strongroom scrub` when something is damaged (1 is left to

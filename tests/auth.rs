@@ -738,3 +738,103 @@ async fn tenants_and_keys_made_by_the_cli_work_at_once_and_revoke_at_once() {
         .await;
     reply.assert_problem(401, "credential_invalid");
 }
+
+/// The quick start with tokens on: the first start prints an admin API key
+/// once on stdout, it works at the token endpoint, a restart prints none,
+/// and no key, token or signature reaches the log (debug level), whatever
+/// the requests got.
+#[tokio::test]
+async fn first_start_shows_the_admin_key_once_and_no_secret_is_ever_logged() {
+    use crate::support::process::Binary;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!("[storage]\ndata_dir = {:?}\n", dir.path().join("data")),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let stdout_path = dir.path().join("stdout.txt");
+    let debug = [("RUST_LOG", "debug")];
+    let start = |stdout: &std::path::Path| {
+        let file = std::fs::File::create(stdout).unwrap();
+        Binary::serve_with(&config, &[], &debug, file, &log, Duration::from_secs(60))
+    };
+    let mut binary = start(&stdout_path).await;
+    let shown = std::fs::read_to_string(&stdout_path).unwrap();
+    let key = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("srk_"))
+        .unwrap_or_else(|| panic!("no API key on stdout:\n{shown}"))
+        .to_owned();
+
+    let http = reqwest::Client::new();
+    let token_answer: serde_json::Value = serde_json::from_slice(
+        &http
+            .post(binary.url("/auth/token"))
+            .bearer_auth(&key)
+            .body(r#"{"scopes":["upload:create"]}"#)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let token = token_answer["token"].as_str().expect("a token").to_owned();
+    let created = http
+        .post(binary.url("/files/"))
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "3")
+        .header("Upload-Metadata", "filename c2VjcmV0LXBsYW5zLnBkZg==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // Failures log too: a tampered token, a key sent as a token, a wrong key.
+    let mut tampered = token.clone();
+    tampered.pop();
+    for bearer in [
+        tampered.as_str(),
+        key.as_str(),
+        "srk_0011223344556677_wrongwrongwrongwrongwrongwrongwrongwrong",
+    ] {
+        let answer = http
+            .post(binary.url("/files/"))
+            .bearer_auth(bearer)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", "3")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401);
+        let body = answer.text().await.unwrap();
+        assert!(!body.contains(bearer), "the credential is echoed: {body}");
+    }
+    binary.kill();
+
+    let again = dir.path().join("stdout-2.txt");
+    let mut second = start(&again).await;
+    second.kill();
+    let shown_again = std::fs::read_to_string(&again).unwrap();
+    assert!(!shown_again.contains("srk_"), "shown twice:\n{shown_again}");
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("token issued"),
+        "the log is at debug level:\n{logged}"
+    );
+    let signature = &token[token.len() - 40..];
+    let key_secret = key.rsplit('_').next().unwrap();
+    for secret in [token.as_str(), signature, key_secret, "secret-plans.pdf"] {
+        assert!(!logged.contains(secret), "{secret:?} reached the log");
+    }
+    let stored = std::fs::read_to_string(dir.path().join("data/auth/credentials.json")).unwrap();
+    assert!(
+        !stored.contains(key_secret),
+        "the key is stored only hashed"
+    );
+}

@@ -262,7 +262,61 @@ async fn tus_js_client_upload_of_an_elf_named_pdf_succeeds_into_quarantine() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_uploads_with_a_bearer_token() {
+    uploads_with_a_bearer_token(Driver::Js, 91).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuspy_uploads_with_a_bearer_token() {
+    uploads_with_a_bearer_token(Driver::Py, 92).await;
+}
+
 // ---- scenarios -------------------------------------------------------------
+
+/// Tokens on: the client sends `Authorization: Bearer` on every request and
+/// uploads; without it, the client reports the 401 instead of retrying;
+/// the object is then readable with a read token for it.
+async fn uploads_with_a_bearer_token(driver: Driver, seed: u64) {
+    let server = TestServer::start_with_tokens(|_| {}).await;
+    let data = bytes((5 * CHUNK + 1234) as usize, seed);
+    let fx = Fixture::with_source(server, data, "tokened.bin", CHUNK).await;
+
+    let refused_store = fx.server.dir.path().join("refused-url-store.json");
+    let refused = fx
+        .run(driver, "no token", Some(&refused_store), &[])
+        .finish()
+        .await;
+    assert_eq!(refused.code(), Some(1), "{}", refused.describe());
+    assert_eq!(refused.last()["status"], 401, "{}", refused.describe());
+
+    let token = fx.server.admin_token(&["upload:create"]).await;
+    let header = format!("Authorization=Bearer {token}");
+    let run = fx
+        .run(
+            driver,
+            "token",
+            Some(&fx.store(driver)),
+            &["--header", &header],
+        )
+        .finish()
+        .await;
+    let url = run.assert_success();
+    let path = fx.path_of(&url);
+    let id = path.rsplit('/').next().expect("an upload id");
+    let reader = fx.server.admin_token(&[&format!("object:read:{id}")]).await;
+    let got = fx
+        .server
+        .send(
+            "GET",
+            &path,
+            &[("Authorization", &format!("Bearer {reader}"))],
+            Vec::new(),
+        )
+        .await;
+    got.assert_status(200);
+    assert!(got.body == fx.data, "the object differs from the source");
+}
 
 async fn whole_upload(driver: Driver, seed: u64) {
     let fx = Fixture::new(seed).await;

@@ -11,6 +11,8 @@ mod disk_full;
 mod downloads;
 mod faults;
 mod fuzz_regressions;
+mod keys;
+mod limits;
 mod plugin_corpus;
 mod recovery;
 mod robustness;

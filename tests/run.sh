@@ -3,7 +3,8 @@
 #
 # Idempotent and non-interactive (CI=true, no stdin, root or not). On a fresh
 # machine it installs what the tests need (the tus client drivers via
-# tests/clients/setup.sh; rustfmt and clippy via rustup), then runs, in order:
+# tests/clients/setup.sh; SoftHSM2 for the PKCS#11 tests; rustfmt and clippy
+# via rustup), then runs, in order:
 # plugins/build.sh (the Wasm plugins from source), cargo fmt --check,
 # cargo clippy --all-targets -D warnings, cargo test, and a bounded fuzz run
 # of every cargo-fuzz target (nightly; installed here if missing).
@@ -25,6 +26,46 @@ section() {
 section "client drivers (tests/clients/setup.sh)"
 tests/clients/setup.sh
 echo "node $(node --version), tus-js-client and tuspy installed"
+
+section "SoftHSM2 (tests/keys.rs: the PKCS#11 key provider)"
+# The PKCS#11 tests initialise private SoftHSM2 tokens: Debian's softhsm2
+# package brings softhsm2-util and the module. apt-get update runs at most
+# once, and only when the install fails without it (setup.sh above may
+# already have refreshed the package lists).
+SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e "$SOFTHSM_MODULE" ]; then
+  command -v apt-get >/dev/null 2>&1 || {
+    echo "softhsm2 is missing and apt-get is not available to install it" >&2
+    exit 1
+  }
+  apt_sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+      echo "need root (or sudo) to install softhsm2" >&2
+      exit 1
+    }
+    apt_sudo=(sudo -n)
+  fi
+  apt_log=$(mktemp)
+  echo "installing softhsm2"
+  if ! DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get install -y -q \
+    --no-install-recommends softhsm2 >"$apt_log" 2>&1; then
+    if ! { DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get install -y -q \
+        --no-install-recommends softhsm2; } >"$apt_log" 2>&1; then
+      cat "$apt_log" >&2
+      rm -f "$apt_log"
+      echo "installing softhsm2 failed" >&2
+      exit 1
+    fi
+  fi
+  rm -f "$apt_log"
+fi
+[ -e "$SOFTHSM_MODULE" ] || {
+  echo "$SOFTHSM_MODULE is still missing after installing softhsm2" >&2
+  exit 1
+}
+echo "softhsm2 $(softhsm2-util --version)"
 
 section "rust toolchain"
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then

@@ -206,12 +206,30 @@ async fn a_body_below_the_minimum_speed_is_cut_and_its_prefix_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_is_never_read_is_cut_after_the_send_timeout() {
-    let send_timeout = Duration::from_secs(1);
+    let size = 24 * MIB;
+    let stall = Duration::from_secs(4);
+    let cut = stalled_download(Duration::from_secs(1), size, stall).await;
+    println!(
+        "a download of {size} bytes not read for {stall:?}: {cut} bytes arrived with send_timeout 1s"
+    );
+    assert!(
+        cut < size,
+        "the whole object was delivered: the server waited for the reader"
+    );
+    // The same client with a send timeout longer than its pause gets it all:
+    // the cut above is the send timeout's doing.
+    let whole = stalled_download(Duration::from_secs(30), size, stall).await;
+    assert_eq!(whole, size, "with send_timeout 30s");
+}
+
+/// Downloads a `size`-byte object on a connection that reads nothing for
+/// `stall` after sending the request, then reads to the end; returns how
+/// many body bytes arrived.
+async fn stalled_download(send_timeout: Duration, size: usize, stall: Duration) -> usize {
     let server = TestServer::start_with(|config| {
         config.server.send_timeout = send_timeout;
     })
     .await;
-    let size = 24 * MIB;
     let data = bytes(size, 43);
     let up = server.create(size as u64).await;
     for (n, piece) in data.chunks(8 * MIB).enumerate() {
@@ -232,26 +250,16 @@ async fn a_download_that_is_never_read_is_cut_after_the_send_timeout() {
         up.object_path()
     );
     stream.write_all(get.as_bytes()).await.unwrap();
-    let stalled = Instant::now();
-    // Read nothing for several send timeouts.
-    tokio::time::sleep(send_timeout * 4).await;
+    tokio::time::sleep(stall).await;
     let received = read_to_close(&mut stream).await;
     let reply = RawReply::parse(&received).expect("the response head arrived");
     assert_eq!(reply.status, 200);
-    println!(
-        "a never-read download of {size} bytes: {} bytes were in flight when the server gave up; closed within {:?}",
-        reply.body.len(),
-        stalled.elapsed()
-    );
-    assert!(
-        reply.body.len() < size,
-        "the whole object was delivered: the server waited for the reader"
-    );
     // Others are still served.
     server
         .send("OPTIONS", "/files/", &[], Vec::new())
         .await
         .assert_status(204);
+    reply.body.len()
 }
 
 // ---- connections per address -----------------------------------------------------
@@ -330,59 +338,119 @@ async fn options(stream: &mut TcpStream) -> Option<u16> {
 async fn h2_rapid_reset_gets_goaway_and_other_clients_are_served() {
     let server = TestServer::start().await;
     let addr = server.appliance().public_addr;
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    let driver = tokio::spawn(connection);
-
-    const PAIRS: usize = 1000;
-    let mut sent = 0;
-    let flood = tokio::time::timeout(Duration::from_secs(20), async {
-        for _ in 0..PAIRS {
-            if client.clone().ready().await.is_err() {
-                break;
-            }
-            let request = Request::post(format!("http://{addr}/files/"))
-                .header("tus-resumable", "1.0.0")
-                .header("upload-length", "10")
-                .body(())
-                .unwrap();
-            let Ok((_response, mut stream)) = client.send_request(request, false) else {
-                break;
-            };
-            stream.send_reset(h2::Reason::CANCEL);
-            sent += 1;
-        }
-    })
-    .await;
-    assert!(flood.is_ok(), "the flood itself hung");
-    let ended = tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .expect("the server ends the flooding connection within 10 s")
-        .unwrap();
+    let budget = server.config.server.h2_max_pending_accept_reset_streams;
+    const PAIRS: u32 = 1000;
+    let outcome = rapid_reset(addr, PAIRS).await;
     println!(
-        "rapid reset: {sent} HEADERS+RST_STREAM pairs sent before the connection ended: {ended:?}"
+        "rapid reset: {PAIRS} HEADERS+RST_STREAM pairs in one burst (budget {budget}): {outcome:?}"
+    );
+    assert_eq!(
+        outcome.goaway,
+        Some(ENHANCE_YOUR_CALM),
+        "the server did not answer the flood with GOAWAY ENHANCE_YOUR_CALM: {outcome:?}"
     );
     assert!(
-        sent < PAIRS,
-        "all {PAIRS} resets were accepted on one connection"
+        outcome.closed,
+        "the flooding connection stayed open: {outcome:?}"
     );
-    match ended {
-        Err(err) => assert!(
-            err.is_go_away() || err.is_io() || err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM),
-            "the connection ended with {err:?}"
-        ),
-        Ok(()) => {}
-    }
 
     // A fresh, well-behaved HTTP/2 client is served.
-    let (status, _) = h2_request(
-        addr,
-        Request::options(format!("http://{addr}/files/"))
-            .body(())
-            .unwrap(),
-    )
-    .await;
+    let request = Request::options(format!("http://{addr}/files/"))
+        .body(())
+        .unwrap();
+    let (status, _) = h2_request(addr, request).await;
     assert_eq!(status.ok(), Some(204));
+}
+
+/// HTTP/2's error code for "you are abusing the connection".
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+#[derive(Debug)]
+struct FloodOutcome {
+    /// The error code of the server's GOAWAY, if one came.
+    goaway: Option<u32>,
+    /// Whether the server closed the connection afterwards.
+    closed: bool,
+}
+
+/// Speaks HTTP/2 (prior knowledge) frame by frame, as an attacker would:
+/// `pairs` requests, each cancelled at once, written in one burst without
+/// waiting for any answer. Client libraries pace themselves; this does not.
+async fn rapid_reset(addr: SocketAddr, pairs: u32) -> FloodOutcome {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS, none changed
+    stream.write_all(&out).await.unwrap();
+    // The server's SETTINGS come first; acknowledge them before the flood.
+    let mut frames = H2Frames::default();
+    let first = frames
+        .next(&mut stream)
+        .await
+        .expect("the server's SETTINGS");
+    assert_eq!(first.0, 0x4, "first frame from the server is SETTINGS");
+    let mut burst = h2_frame(0x4, 0x1, 0, &[]);
+    // GET / (HPACK static table: :method GET, :scheme http, :path /).
+    let request = [0x82, 0x86, 0x84];
+    for n in 0..pairs {
+        let id = 2 * n + 1;
+        burst.extend(h2_frame(0x1, 0x4 | 0x1, id, &request)); // HEADERS, END_HEADERS|END_STREAM
+        burst.extend(h2_frame(0x3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    // The server may close before it has read all of it.
+    let _ = stream.write_all(&burst).await;
+    let mut goaway = None;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), frames.next(&mut stream)).await {
+            Err(_) => break false,
+            Ok(None) => break true,
+            Ok(Some((0x7, payload))) if payload.len() >= 8 => {
+                goaway = Some(u32::from_be_bytes([
+                    payload[4], payload[5], payload[6], payload[7],
+                ]));
+            }
+            Ok(Some(_)) => {}
+        }
+    };
+    FloodOutcome { goaway, closed }
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut frame = len.to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Frames read off a raw HTTP/2 connection: (type, payload).
+#[derive(Default)]
+struct H2Frames {
+    buffer: Vec<u8>,
+}
+
+impl H2Frames {
+    /// The next frame, or `None` once the server closed (or reset) the
+    /// connection.
+    async fn next(&mut self, stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buffer.len() >= 9 {
+                let len = u32::from_be_bytes([0, self.buffer[0], self.buffer[1], self.buffer[2]]);
+                let end = 9 + len as usize;
+                if self.buffer.len() >= end {
+                    let kind = self.buffer[3];
+                    let payload = self.buffer[9..end].to_vec();
+                    self.buffer.drain(..end);
+                    return Some((kind, payload));
+                }
+            }
+            let mut buf = [0u8; 16 << 10];
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
 }
 
 /// One request on a new h2c (prior knowledge) connection: its status, or

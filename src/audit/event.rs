@@ -56,7 +56,9 @@ pub enum EventKind {
     Commit,
     /// The plugin chain settled on a verdict for an upload.
     Verdict,
-    /// A request or upload was refused (policy, limits, checksum).
+    /// An upload was refused by its inspection and destroyed. (A request
+    /// refused for other reasons is its attempt's kind with outcome
+    /// `denied` and the error code as its reason.)
     Reject,
     /// An object was put in quarantine.
     Quarantine,
@@ -254,6 +256,38 @@ impl Event {
 pub struct InvalidField {
     pub field: &'static str,
     pub reason: &'static str,
+}
+
+/// `text` made fit for an identifier field (actor, tenant, subject):
+/// anything but visible ASCII becomes `_` and it is cut to
+/// [`MAX_TEXT_LEN`]; `None` when empty. For values that come from elsewhere
+/// (a plugin's name, a token's subject), so a record is never refused for
+/// its form. Never use it on a filename or a secret: those have no field.
+pub fn identifier(text: &str) -> Option<String> {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .take(MAX_TEXT_LEN)
+        .collect();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+/// `text` made fit for a reason code: lowercased, anything outside
+/// `[a-z0-9_.-]` becomes `_`, cut to [`MAX_REASON_LEN`]; `None` when empty.
+pub fn reason_code(text: &str) -> Option<String> {
+    let cleaned: String = text
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_REASON_LEN)
+        .collect();
+    (!cleaned.is_empty()).then_some(cleaned)
 }
 
 fn is_identifier(text: &str) -> bool {
@@ -547,6 +581,23 @@ mod tests {
         ];
         for event in bad {
             assert!(event.validate().is_err(), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn foreign_text_is_made_to_fit_its_field() {
+        assert_eq!(identifier("token:7f3a (key:01)"), Some("token:7f3a_(key:01)".into()));
+        assert_eq!(identifier("résumé"), Some("r_sum_".into()));
+        assert_eq!(identifier(""), None);
+        assert_eq!(identifier(&"x".repeat(300)).unwrap().len(), MAX_TEXT_LEN);
+        assert_eq!(reason_code("EICAR test-file"), Some("eicar_test-file".into()));
+        assert_eq!(reason_code(&"r".repeat(100)).unwrap().len(), MAX_REASON_LEN);
+        assert_eq!(reason_code(""), None);
+        for text in ["a b", "\u{1F600}", "\n"] {
+            let event = Event::new(EventKind::Verdict, Outcome::Ok)
+                .subject(identifier(text).unwrap())
+                .reason(reason_code(text).unwrap());
+            assert_eq!(event.validate(), Ok(()), "{text:?}");
         }
     }
 

@@ -1,8 +1,10 @@
 //! Tamper-evident audit trail. Owns `<data_dir>/audit/`: an append-only file
 //! of records, the RFC 6962 Merkle tree over them, and Ed25519-signed
 //! checkpoints of that tree in the C2SP tlog-checkpoint format, verifiable
-//! offline by `strongroom audit verify`. Never sees HTTP types, never holds a
-//! raw filename, token or key in a record, and never rewrites a record.
+//! offline by `strongroom audit verify`; also the failure policy around
+//! appends (`trail`) and the request scope callers note facts in (`scope`).
+//! Never sees HTTP types, never holds a raw filename, token or key in a
+//! record, and never rewrites a record.
 //!
 //! # Files
 //!
@@ -52,9 +54,12 @@ mod merkle;
 mod note;
 mod offline;
 mod records;
+pub mod scope;
+mod trail;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, BufReader, Write};
+use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -64,11 +69,13 @@ use crate::crypto::ed25519::{MacKey, SigningKey};
 
 pub use event::{
     Event, EventKind, InvalidField, KeyedName, MAX_REASON_LEN, MAX_RECORD_LEN, MAX_TEXT_LEN,
-    Outcome, RECORD_VERSION, Record,
+    Outcome, RECORD_VERSION, Record, identifier, reason_code,
 };
 pub use merkle::{Hash, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion};
 pub use note::{BadVerifierKey, Checkpoint, NoteError, VerifierKey};
 pub use offline::{Exported, Tampered, Verified, export, verify};
+pub use scope::{Notes, RequestScope};
+pub use trail::{OnFailure, Trail};
 
 use merkle::Tree;
 use note::{Entry, EntryReader};
@@ -310,23 +317,39 @@ impl Audit {
     /// Appends `event` and returns its index once it is durable. Blocking;
     /// concurrent calls share fsyncs (group commit).
     pub fn append(&self, event: Event) -> Result<u64, Error> {
-        event.validate().map_err(Error::InvalidEvent)?;
+        self.append_all(std::slice::from_ref(&event))
+            .map(|indexes| indexes.start)
+    }
+
+    /// Appends `events` as consecutive records, in order, and returns their
+    /// indexes once all of them are durable: one write and one sync for the
+    /// lot (shared with concurrent appends), so a commit and its verdicts
+    /// cost one fsync. Blocking. Nothing is queued unless every event is
+    /// valid.
+    pub fn append_all(&self, events: &[Event]) -> Result<Range<u64>, Error> {
+        for event in events {
+            event.validate().map_err(Error::InvalidEvent)?;
+        }
         let mut log = self.lock_log();
         if let Some((index, reason)) = &log.stopped {
             return Err(stopped(*index, reason));
         }
-        let index = log.next;
-        let line = event::encode(index, log.last_leaf.as_ref(), event::now_millis(), &event);
-        let leaf = leaf_hash(&line);
-        log.pending.extend_from_slice(&line);
-        log.pending.push(b'\n');
-        log.pending_leaves.push(leaf);
-        log.last_leaf = Some(leaf);
-        log.next += 1;
+        let first = log.next;
+        let millis = event::now_millis();
+        for event in events {
+            let line = event::encode(log.next, log.last_leaf.as_ref(), millis, event);
+            let leaf = leaf_hash(&line);
+            log.pending.extend_from_slice(&line);
+            log.pending.push(b'\n');
+            log.pending_leaves.push(leaf);
+            log.last_leaf = Some(leaf);
+            log.next += 1;
+        }
+        let indexes = first..log.next;
 
         loop {
-            if index < log.tree.size() {
-                return Ok(index);
+            if indexes.end <= log.tree.size() {
+                return Ok(indexes);
             }
             if let Some((first, reason)) = &log.stopped {
                 return Err(stopped(*first, reason));
@@ -369,8 +392,15 @@ impl Audit {
 
     /// [`Audit::append`] on a blocking thread.
     pub async fn append_async(self: &Arc<Self>, event: Event) -> Result<u64, Error> {
+        self.append_all_async(vec![event])
+            .await
+            .map(|indexes| indexes.start)
+    }
+
+    /// [`Audit::append_all`] on a blocking thread.
+    pub async fn append_all_async(self: &Arc<Self>, events: Vec<Event>) -> Result<Range<u64>, Error> {
         let audit = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || audit.append(event)).await {
+        match tokio::task::spawn_blocking(move || audit.append_all(&events)).await {
             Ok(result) => result,
             Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
             Err(_) => Err(Error::Cancelled),
@@ -468,7 +498,13 @@ impl Audit {
     /// `name` under the appliance's name key: what records carry instead of
     /// a filename.
     pub fn keyed_name(&self, name: &str) -> KeyedName {
-        KeyedName::from_tag(&self.names.tag(name.as_bytes()))
+        self.keyed_bytes(name.as_bytes())
+    }
+
+    /// [`Audit::keyed_name`] for a name that may not be UTF-8 (tus metadata
+    /// values are bytes).
+    pub fn keyed_bytes(&self, name: &[u8]) -> KeyedName {
+        KeyedName::from_tag(&self.names.tag(name))
     }
 
     /// The key that verifies this log's checkpoints (also in `audit.pub`).
@@ -532,7 +568,9 @@ async fn sign_checkpoint(audit: &Arc<Audit>) {
     }
 }
 
-fn is_origin(origin: &str) -> bool {
+/// Whether `origin` can name a log: 1 to 255 visible ASCII characters other
+/// than `+` (e.g. `storage.example.com/audit`).
+pub fn is_origin(origin: &str) -> bool {
     (1..=MAX_ORIGIN_LEN).contains(&origin.len())
         && origin.bytes().all(|b| b.is_ascii_graphic() && b != b'+')
 }

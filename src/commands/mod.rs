@@ -10,6 +10,7 @@ pub mod keys;
 pub mod plugin;
 pub mod policy;
 pub mod tenant;
+pub mod verify;
 
 use std::io::Read;
 use std::path::Path;

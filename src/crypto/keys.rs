@@ -303,8 +303,7 @@ impl Kek {
         }
         let mut blob = wrapped.blob.clone();
         let (nonce, sealed) = blob.split_at_mut(NONCE_LEN);
-        let nonce =
-            Nonce::try_assume_unique_for_key(nonce).map_err(|_| integrity(&wrapped.kek))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| integrity(&wrapped.kek))?;
         let plain = self
             .key
             .open_in_place(nonce, Aad::from(wrap_aad(object_id, &self.id)), sealed)
@@ -323,6 +322,9 @@ impl fmt::Debug for Kek {
     }
 }
 
+/// Per tenant, its key versions in ascending order.
+type Tenants = BTreeMap<String, Vec<(u32, Arc<Kek>)>>;
+
 /// The file key provider: KEKs kept as files in one directory, one file per
 /// tenant and version: `<dir>/<tenant>.v<N>.kek`, holding the key as 64 hex
 /// digits and a newline, mode 0600 in a 0700 directory. A tenant's highest
@@ -337,7 +339,7 @@ pub struct LocalKeyring {
     /// The tenant `open_or_create` was asked for; see [`LocalKeyring::current`].
     home: String,
     /// Per tenant, its versions in ascending order; never an empty list.
-    tenants: Mutex<BTreeMap<String, Vec<(u32, Arc<Kek>)>>>,
+    tenants: Mutex<Tenants>,
 }
 
 impl LocalKeyring {
@@ -404,10 +406,12 @@ impl LocalKeyring {
             .ok_or_else(unknown)
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<(u32, Arc<Kek>)>>> {
+    fn lock(&self) -> MutexGuard<'_, Tenants> {
         // A panic while holding the lock cannot leave the map half-updated:
         // every change is one insert or remove after the file work is done.
-        self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tenants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn path_of(&self, tenant: &str, version: u32) -> PathBuf {
@@ -540,7 +544,6 @@ fn parse_key_file_name(name: &str) -> Option<(&str, u32)> {
     Some((tenant, parse_version(digits)?))
 }
 
-type Tenants = BTreeMap<String, Vec<(u32, Arc<Kek>)>>;
 
 fn load_keks(dir: &Path) -> Result<Tenants, Error> {
     let mut tenants = Tenants::new();
@@ -754,7 +757,10 @@ mod tests {
         assert_eq!(new.kek, current);
 
         let reopened = LocalKeyring::open(dir.path()).unwrap();
-        assert_eq!(KeyProvider::current(&reopened, "acme").unwrap(), Some(current));
+        assert_eq!(
+            KeyProvider::current(&reopened, "acme").unwrap(),
+            Some(current)
+        );
         assert!(KeyProvider::unwrap(&reopened, &old, OBJECT).is_ok());
         let unknown = KekId::local("acme", 9);
         assert!(matches!(reopened.get(&unknown), Err(Error::UnknownKek(_))));

@@ -172,7 +172,9 @@ impl Pkcs11Keys {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a cache of the token; a panic mid-update at worst
         // leaves a stale handle, which the retry path replaces.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Opens a read-write session on the token and logs in as its user.
@@ -323,7 +325,10 @@ impl Pkcs11Keys {
             .cloned()
             .unwrap_or_default();
         if !needed(&known) {
-            return known.last().copied().ok_or_else(|| unavailable("no key version"));
+            return known
+                .last()
+                .copied()
+                .ok_or_else(|| unavailable("no key version"));
         }
         let version = known.last().map_or(1, |v| v + 1);
         let id = KekId::new(PKCS11_PROVIDER, tenant, version);
@@ -361,19 +366,24 @@ impl Pkcs11Keys {
         Ok(handle)
     }
 
-    fn seal(&self, id: &KekId, label: &str, dek: &Dek, object_id: [u8; 16]) -> Result<Vec<u8>, Error> {
+    fn seal(
+        &self,
+        id: &KekId,
+        label: &str,
+        dek: &Dek,
+        object_id: [u8; 16],
+    ) -> Result<Vec<u8>, Error> {
         let aad = wrap_aad(object_id, id);
-        let sealed = self
-            .with_session(|session, handles| {
-                let key = Self::handle(session, handles, id, label)?;
-                let mut iv = random_array::<NONCE_LEN>();
-                let params = GcmParams::new(&mut iv, &aad, tag_bits())?;
-                let sealed = session.encrypt(&Mechanism::AesGcm(params), key, dek.expose())?;
-                let mut blob = Vec::with_capacity(WRAPPED_LEN);
-                blob.extend_from_slice(&iv);
-                blob.extend_from_slice(&sealed);
-                Ok(blob)
-            })?;
+        let sealed = self.with_session(|session, handles| {
+            let key = Self::handle(session, handles, id, label)?;
+            let mut iv = random_array::<NONCE_LEN>();
+            let params = GcmParams::new(&mut iv, &aad, tag_bits())?;
+            let sealed = session.encrypt(&Mechanism::AesGcm(params), key, dek.expose())?;
+            let mut blob = Vec::with_capacity(WRAPPED_LEN);
+            blob.extend_from_slice(&iv);
+            blob.extend_from_slice(&sealed);
+            Ok(blob)
+        })?;
         if sealed.len() != WRAPPED_LEN {
             return Err(unavailable(format!(
                 "token {:?} returned {} bytes for a wrap, expected {WRAPPED_LEN}",
@@ -403,7 +413,10 @@ fn label_of(tenant: &str, version: u32) -> String {
 fn parse_label(label: &str) -> Option<(String, u32)> {
     let (tenant, version) = label.strip_prefix(LABEL_PREFIX)?.split_once(':')?;
     validate_tenant(tenant).ok()?;
-    Some((tenant.to_owned(), parse_version(version.strip_prefix('v')?)?))
+    Some((
+        tenant.to_owned(),
+        parse_version(version.strip_prefix('v')?)?,
+    ))
 }
 
 /// A KEK: AES-256, kept in the token (not a session object), usable only to
@@ -423,6 +436,27 @@ fn key_template(label: &str) -> Vec<Attribute> {
         Attribute::Unwrap(false),
         Attribute::Label(label.as_bytes().to_vec()),
     ]
+}
+
+/// Whether `key` seals and opens a probe block on this session: tells a
+/// healthy token that refused bad input from a failing one.
+fn key_works(session: &Session, key: ObjectHandle) -> bool {
+    const PROBE: &[u8] = b"strongroom pkcs11 probe";
+    let probe = || -> Result<bool, CkError> {
+        let mut iv = random_array::<NONCE_LEN>();
+        let sealed = session.encrypt(
+            &Mechanism::AesGcm(GcmParams::new(&mut iv, PROBE, tag_bits())?),
+            key,
+            PROBE,
+        )?;
+        let opened = session.decrypt(
+            &Mechanism::AesGcm(GcmParams::new(&mut iv, PROBE, tag_bits())?),
+            key,
+            &sealed,
+        )?;
+        Ok(opened == PROBE)
+    };
+    probe().unwrap_or(false)
 }
 
 fn find_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, CkError> {
@@ -526,21 +560,36 @@ impl KeyProvider for Pkcs11Keys {
         let (iv, sealed) = wrapped.blob.split_at(NONCE_LEN);
         let aad = wrap_aad(object_id, id);
         let label = label_of(tenant, version);
-        let mut plain = self
-            .with_session(|session, handles| {
-                let key = Self::handle(session, handles, id, &label)?;
-                let mut iv: [u8; NONCE_LEN] =
-                    iv.try_into().map_err(|_| Failure::Integrity(id.clone()))?;
-                let params = GcmParams::new(&mut iv, &aad, tag_bits())?;
-                match session.decrypt(&Mechanism::AesGcm(params), key, sealed) {
-                    Ok(plain) => Ok(plain),
-                    Err(CkError::Pkcs11(
-                        RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
-                        Function::Decrypt | Function::DecryptInit,
-                    )) => Err(Failure::Integrity(id.clone())),
-                    Err(err) => Err(Failure::Token(err)),
+        let mut plain = self.with_session(|session, handles| {
+            let key = Self::handle(session, handles, id, &label)?;
+            let mut iv: [u8; NONCE_LEN] =
+                iv.try_into().map_err(|_| Failure::Integrity(id.clone()))?;
+            let params = GcmParams::new(&mut iv, &aad, tag_bits())?;
+            match session.decrypt(&Mechanism::AesGcm(params), key, sealed) {
+                Ok(plain) => Ok(plain),
+                Err(CkError::Pkcs11(
+                    RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
+                    Function::Decrypt | Function::DecryptInit,
+                )) => Err(Failure::Integrity(id.clone())),
+                // Some tokens (SoftHSM2 among them) report a GCM tag that
+                // does not verify as a general failure. If the same key
+                // still seals and opens a probe, the token is healthy and
+                // the wrapped key is what failed.
+                Err(
+                    err @ CkError::Pkcs11(
+                        RvError::GeneralError | RvError::FunctionFailed,
+                        Function::Decrypt,
+                    ),
+                ) => {
+                    if key_works(session, key) {
+                        Err(Failure::Integrity(id.clone()))
+                    } else {
+                        Err(Failure::Token(err))
+                    }
                 }
-            })?;
+                Err(err) => Err(Failure::Token(err)),
+            }
+        })?;
         let dek = Dek::from_slice(&plain);
         plain.fill(0);
         dek.ok_or_else(|| integrity(id))
@@ -643,7 +692,12 @@ mod tests {
     fn labels_round_trip_and_foreign_labels_are_ignored() {
         assert_eq!(label_of("acme", 3), "strongroom:acme:v3");
         assert_eq!(parse_label("strongroom:acme:v3"), Some(("acme".into(), 3)));
-        for foreign in ["other:acme:v3", "strongroom:acme", "strongroom:Acme:v1", "strongroom:a:v0"] {
+        for foreign in [
+            "other:acme:v3",
+            "strongroom:acme",
+            "strongroom:Acme:v1",
+            "strongroom:a:v0",
+        ] {
             assert_eq!(parse_label(foreign), None, "{foreign}");
         }
     }

@@ -6,9 +6,11 @@
 
 mod locks;
 mod pipeline;
+mod quota;
 mod rotation;
 mod screening;
 mod scrub;
+mod trail;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -30,6 +32,7 @@ use crate::store::{self, ByteRange, Layout, PlainReader};
 use locks::UploadLocks;
 use pipeline::{ChecksumRule, ChunkPlan, ChunkWriter, Ending, Settled, StageMsg};
 
+pub use quota::{QuotaCheck, QuotaExceeded};
 pub use rotation::{KeyListing, KeyUse, RotationReport, ShredReport, TenantRotation};
 pub use screening::{BoxFuture, ObjectDigest, Rejection, Screen, Screening, Unavailable, Verdict};
 pub use scrub::{Damage, Fault, OpenError, ScrubReport};
@@ -110,8 +113,17 @@ pub enum Error {
     Task(String),
     #[error("a key rotation is already running")]
     RotationInProgress,
+    /// The tenant's quota refuses the bytes (see `quota`).
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
     #[error("tenant {0:?} has no keys")]
     NoKeysForTenant(String),
+    /// A record of this step could not be made durable and
+    /// `audit.on_failure = "refuse"`: the step is not reported as done.
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::Error),
+    #[error("object {0} has no signed manifest (it was committed before manifests were kept)")]
+    NoManifest(UploadId),
 }
 
 impl Error {
@@ -269,6 +281,11 @@ pub struct Ingest {
     screen: OnceLock<(Arc<dyn Screen>, Duration)>,
     /// Screenings of uploads between requests.
     screenings: Mutex<HashMap<UploadId, screening::Live>>,
+    /// Bytes each tenant holds, against its quota.
+    quota: Arc<quota::Quotas>,
+    /// The audit trail and manifest key; unset, nothing is recorded and
+    /// objects have no manifest.
+    recorder: OnceLock<trail::Recorder>,
 }
 
 type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
@@ -312,6 +329,8 @@ impl Ingest {
             id_source: Mutex::new(None),
             screen: OnceLock::new(),
             screenings: Mutex::new(HashMap::new()),
+            quota: Arc::default(),
+            recorder: OnceLock::new(),
             config,
         })
     }
@@ -355,17 +374,26 @@ impl Ingest {
             .lock()
             .expect("stopped set poisoned")
             .extend(report.damaged.iter().copied());
-        for record in self.all_records().await? {
+        let since = self.quota.clock();
+        let records = self.all_records().await?;
+        for record in self.reconcile_quotas(since, records).await? {
             let receiving = record.state == UploadState::Receiving;
             match &record.kind {
                 UploadKind::Final { .. } if receiving => self.assemble_if_ready(record.id).await?,
                 _ if receiving && record.length == Some(record.offset) => {
-                    self.finish_complete(record.id).await?;
+                    // One its quota refused stays staged, as before.
+                    match self.finish_complete(record.id).await {
+                        Err(Error::QuotaExceeded(_)) => {}
+                        other => other?,
+                    }
                 }
                 _ => self.observe(&record),
             }
         }
         self.settle_all_pending().await?;
+        let since = self.quota.clock();
+        let records = self.all_records().await?;
+        self.reconcile_quotas(since, records).await?;
         Ok(report)
     }
 
@@ -390,6 +418,7 @@ impl Ingest {
         if let Some(length) = length {
             self.check_size(length)?;
         }
+        self.quota.check_new(&new.tenant, length)?;
         let id = self.new_id();
         let dek = crypto::Dek::generate();
         let keys = ObjectKeys::derive(&dek, *id.as_bytes(), self.config.aead);
@@ -413,11 +442,13 @@ impl Ingest {
             expires_at: Some(now + self.config.expiry.as_secs()),
             key,
             screening: None,
+            manifest: None,
         };
         let staging = self.staging.clone();
         let header = keys.header_bytes().to_vec();
         let stored = record.clone();
         blocking(move || Ok(staging.create(&stored, &header)?)).await?;
+        self.quota.track(&record);
         drop(gate);
         let finished = match &record.kind {
             UploadKind::Final { .. } => self.assemble_if_ready(id).await,
@@ -432,6 +463,7 @@ impl Ingest {
             let staging = self.staging.clone();
             let _ = blocking(move || Ok(staging.remove(&id)?)).await;
             self.digests.lock().expect("digests poisoned").remove(&id);
+            self.quota.forget(&record);
             return Err(err);
         }
         self.status(id).await
@@ -506,6 +538,7 @@ impl Ingest {
 
     async fn status(&self, id: UploadId) -> Result<UploadStatus, Error> {
         let record = self.load(id).await?;
+        trail::note_reported(&record);
         let final_parts = match &record.kind {
             UploadKind::Final { parts } => Some(parts.clone()),
             _ => None,
@@ -563,20 +596,31 @@ impl Ingest {
     ) -> Result<UploadStatus, Error> {
         let mut guard = self.locks.acquire(id).await?;
         let mut record = self.load_owned(id, tenant).await?;
+        let deferred = record.length.is_none();
         self.check_chunk(&mut record, &chunk)?;
+        if let (true, Some(length)) = (deferred, record.length) {
+            self.quota.check_new(tenant, Some(length - record.offset))?;
+        }
         if record.state != UploadState::Receiving {
             // Complete already: only an empty chunk at the end is acceptable.
             drop(guard);
             return self.status(id).await;
         }
         let mut plan = self.plan_chunk(record, &chunk).await?;
-        let mut feeder = self
+        let feeder = self
             .feeder_for(&plan.record, async || {
                 self.staged_reader(&plan.record, plan.keys.clone(), plan.tail.clone())
                     .await
             })
-            .await?;
-        if feeder.is_some() {
+            .await;
+        self.forget_if_rejected(&plan.record, &feeder);
+        let mut feeder = feeder?;
+        let enforce = plan.record.length.is_none();
+        let idle = self.config.body_idle_timeout;
+        let (body, meter) = self.quota.meter(&plan.record, enforce, body, idle);
+        let completion = quota::Completion::of(&plan.record);
+        // Pending until the verdict is in and the commit is recorded.
+        if feeder.is_some() || self.records_commits() {
             plan.disposition = Disposition::Pending;
         }
         let completes_partial = matches!(plan.record.kind, UploadKind::Partial);
@@ -593,14 +637,18 @@ impl Ingest {
                 },
             }
         });
-        let ending = self.pump(body, &tx, &mut guard, feeder.as_mut()).await;
+        let ending = meter.ending(self.pump(body, &tx, &mut guard, feeder.as_mut()).await);
+        let (ending, commit) = self.quota.admit_completion(&completion, &meter, ending);
         // The stage may have stopped early (an error): then it no longer listens.
         let _ = tx.send(StageMsg::End(ending)).await;
         drop(tx);
         let settled = stage.await.map_err(|e| Error::Task(e.to_string()))?;
         let stored = settled.record.clone();
         let outcome = self.absorb(id, settled);
-        self.conclude(feeder, &stored, outcome).await?;
+        drop((meter, commit));
+        let concluded = self.conclude(feeder, &stored, outcome).await;
+        self.forget_if_rejected(&stored, &concluded);
+        concluded?;
         drop(guard);
         if completes_partial {
             self.assemble_finals_waiting_on(id).await?;
@@ -743,6 +791,7 @@ impl Ingest {
                     .insert(id);
             }
             _ => {
+                self.quota.track(&settled.record);
                 let mut digests = self.digests.lock().expect("digests poisoned");
                 if settled.record.is_committed() {
                     digests.remove(&id);
@@ -881,6 +930,7 @@ impl Ingest {
         let mut record = record;
         record.length = Some(total);
         self.check_size(total)?;
+        let _commit = self.quota.begin_commit(&record.tenant, total)?;
         let keys = Arc::new(self.object_keys(&record).await?);
         let plan = ChunkPlan {
             limit: total,
@@ -891,7 +941,7 @@ impl Ingest {
             checksum: ChecksumRule::None,
             checkpoint_every: 0,
             expiry_secs: self.config.expiry.as_secs(),
-            disposition: if self.screen().is_some() {
+            disposition: if self.screen().is_some() || self.records_commits() {
                 Disposition::Pending
             } else {
                 Disposition::Released
@@ -913,7 +963,9 @@ impl Ingest {
         .await?;
         let assembled = settled.record.clone();
         self.absorb(id, settled)?;
-        self.settle_pending(assembled).await
+        let verdict = self.settle_pending(assembled.clone()).await;
+        self.forget_if_rejected(&assembled, &verdict);
+        verdict
     }
 
     // ---- termination and expiry -----------------------------------------
@@ -924,11 +976,15 @@ impl Ingest {
         let _guard = self.locks.acquire(id).await?;
         let staging = self.staging.clone();
         let tenant = tenant.to_owned();
-        blocking(move || match staging.get(&id)? {
-            Some(record) if record.tenant == tenant => Ok(staging.remove(&id)?),
+        let removed = blocking(move || match staging.get(&id)? {
+            Some(record) if record.tenant == tenant => {
+                staging.remove(&id)?;
+                Ok(record)
+            }
             _ => Err(Error::NotFound(id)),
         })
         .await?;
+        self.quota.forget(&removed);
         self.digests.lock().expect("digests poisoned").remove(&id);
         self.forget_screening(&id);
         Ok(())
@@ -943,20 +999,25 @@ impl Ingest {
     /// `sweep_expired` as of `now` (Unix seconds): lets a test sweep as if
     /// the expiry period had passed, without waiting for it.
     pub async fn sweep_expired_at(self: &Arc<Self>, now: u64) -> Result<usize, Error> {
-        let expired: Vec<UploadId> = self
-            .all_records()
+        // The same scan reconciles the quota book (removals made elsewhere).
+        let since = self.quota.clock();
+        let records = self.all_records().await?;
+        let expired: Vec<UploadRecord> = self
+            .reconcile_quotas(since, records)
             .await?
             .into_iter()
             .filter(|r| is_expired(r.expires_at, now))
-            .map(|r| r.id)
             .collect();
         let mut removed = 0;
-        for id in expired {
+        for record in expired {
+            let id = record.id;
             if self.locks.is_held(&id) {
                 continue;
             }
+            self.record_expiry(&record).await?;
             let staging = self.staging.clone();
             blocking(move || Ok(staging.remove(&id)?)).await?;
+            self.quota.forget(&record);
             self.digests.lock().expect("digests poisoned").remove(&id);
             self.forget_screening(&id);
             removed += 1;
@@ -975,6 +1036,12 @@ impl Ingest {
     }
 
     // ---- downloads ------------------------------------------------------
+
+    /// The signed manifest document of a committed object of `tenant`.
+    pub async fn manifest(&self, id: UploadId, tenant: &str) -> Result<serde_json::Value, Error> {
+        let record = self.load_owned(id, tenant).await?;
+        trail::manifest_document(&record)
+    }
 
     /// Opens a committed object for reading.
     pub async fn open_object(&self, id: UploadId, tenant: &str) -> Result<Download, Error> {

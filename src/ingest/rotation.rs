@@ -210,7 +210,8 @@ impl Ingest {
                 objects,
                 uploads,
             }));
-            listed.sort_by(|a, b| (&a.tenant, a.version, &a.id).cmp(&(&b.tenant, b.version, &b.id)));
+            listed
+                .sort_by(|a, b| (&a.tenant, a.version, &a.id).cmp(&(&b.tenant, b.version, &b.id)));
             Ok(KeyListing {
                 provider: keys.kind(),
                 keys: listed,
@@ -267,6 +268,8 @@ impl Ingest {
                 "key rotation"
             );
         }
+        // Audit hook: one record per tenant rotated (ingest/trail.rs).
+        self.record_key_rotation(&report).await?;
         Ok(report)
     }
 

@@ -308,6 +308,10 @@ impl Ingest {
         outcome: Result<(), Error>,
     ) -> Result<(), Error> {
         let Some(feeder) = feeder else {
+            if outcome.is_ok() && record.disposition() == Some(Disposition::Pending) {
+                // Nothing screened it; held only until its commit is recorded.
+                return self.settle_pending(record.clone()).await;
+            }
             return outcome;
         };
         let (live, rejection) = feeder.join().await?;
@@ -338,7 +342,19 @@ impl Ingest {
         self.forget_screening(&id);
         self.digests.lock().expect("digests poisoned").remove(&id);
         let staging = self.staging.clone();
-        if let Err(err) = blocking(move || Ok(staging.remove(&id)?)).await {
+        let removed = blocking(move || {
+            let record = staging.get(&id)?;
+            staging.remove(&id)?;
+            Ok(record)
+        })
+        .await;
+        let record = match removed {
+            Ok(record) => record,
+            Err(err) => return err,
+        };
+        // Destroyed either way; a rejection that could not be recorded is
+        // not reported as one.
+        if let Err(err) = self.record_rejection(id, record.as_ref(), &rejection).await {
             return err;
         }
         Error::Rejected(Box::new(rejection))
@@ -371,7 +387,9 @@ impl Ingest {
         self.record_disposition(record).await
     }
 
-    async fn record_disposition(&self, record: UploadRecord) -> Result<(), Error> {
+    async fn record_disposition(&self, mut record: UploadRecord) -> Result<(), Error> {
+        // Recorded and signed first: the object is settled only with them.
+        self.seal(&mut record).await?;
         let staging = self.staging.clone();
         let stored = record.clone();
         blocking(move || Ok(staging.put(&stored, crate::staging::TailChange::Keep)?)).await?;

@@ -159,6 +159,7 @@ mod tests {
             max_upload_size: None,
             allowed_types: allowed.iter().map(|s| s.to_string()).collect(),
             on_plugin_failure: OnFailure::Quarantine,
+            limits: Default::default(),
         }
     }
 

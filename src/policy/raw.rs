@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Error, OnFailure, PluginPolicy, Policy, TenantPolicy};
+use super::{Error, LimitsOverride, OnFailure, PluginPolicy, Policy, TenantPolicy};
 
 const MAX_DEADLINE: Duration = Duration::from_secs(60);
 const MIN_MEMORY: u64 = 1 << 20;
@@ -32,6 +32,23 @@ struct RawTenant {
     max_upload_size: Option<ByteSize>,
     allowed_types: Option<Vec<String>>,
     on_plugin_failure: Option<OnFailure>,
+    limits: Option<RawLimits>,
+}
+
+/// `[defaults.limits]` or `[tenants.<name>.limits]`. Spans point messages at
+/// the offending key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    requests_per_second: Option<Spanned<f64>>,
+    requests_burst: Option<Spanned<u32>>,
+    uploads_per_second: Option<Spanned<f64>>,
+    uploads_burst: Option<Spanned<u32>>,
+    concurrent_uploads: Option<u32>,
+    quota: Option<ByteSize>,
+    share: Option<Spanned<u32>>,
+    /// Appliance-wide: only in `[defaults.limits]`.
+    ingress_bytes_per_second: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +118,13 @@ fn validate(raw: RawPolicy, base: &Path) -> Result<Policy, Located> {
         let plugin = plugin(&name, spanned.into_inner(), base, on_failure, span)?;
         plugins.insert(name, plugin);
     }
-    let defaults = tenant(raw.defaults, None, &plugins)?;
+    let mut raw_defaults = raw.defaults;
+    let ingress_bytes_per_second = raw_defaults
+        .limits
+        .as_mut()
+        .and_then(|limits| limits.ingress_bytes_per_second.take())
+        .map(|spanned| spanned.into_inner().as_u64());
+    let defaults = tenant(raw_defaults, None, &plugins)?;
     let mut tenants = BTreeMap::new();
     for (name, spanned) in raw.tenants {
         let span = spanned.span().start;
@@ -121,6 +144,7 @@ fn validate(raw: RawPolicy, base: &Path) -> Result<Policy, Located> {
         plugins,
         defaults,
         tenants,
+        ingress_bytes_per_second,
     })
 }
 
@@ -184,7 +208,12 @@ fn tenant(
         Some(chain) => checked_chain(chain, plugins)?,
         None => defaults.map(|d| d.chain.clone()).unwrap_or_default(),
     };
+    let own_limits = match raw.limits {
+        Some(limits) => checked_limits(limits)?,
+        None => LimitsOverride::default(),
+    };
     Ok(TenantPolicy {
+        limits: own_limits.or(defaults.map(|d| d.limits).unwrap_or_default()),
         chain,
         max_upload_size: raw
             .max_upload_size
@@ -199,6 +228,42 @@ fn tenant(
             .or_else(|| defaults.map(|d| d.on_plugin_failure))
             .unwrap_or(OnFailure::Quarantine),
     })
+}
+
+/// Validates a limits section. The appliance-wide ingress rate has been
+/// taken out of `[defaults.limits]`; anywhere else it is an error.
+fn checked_limits(raw: RawLimits) -> Result<LimitsOverride, Located> {
+    if let Some(ingress) = &raw.ingress_bytes_per_second {
+        return Err(at(
+            ingress.span().start,
+            "ingress_bytes_per_second is appliance-wide: set it in [defaults.limits] \
+             (a tenant's part of it is its `share`)",
+        ));
+    }
+    use super::{check_burst, check_rate, check_share};
+    Ok(LimitsOverride {
+        requests_per_second: checked("requests_per_second", raw.requests_per_second, check_rate)?,
+        requests_burst: checked("requests_burst", raw.requests_burst, check_burst)?,
+        uploads_per_second: checked("uploads_per_second", raw.uploads_per_second, check_rate)?,
+        uploads_burst: checked("uploads_burst", raw.uploads_burst, check_burst)?,
+        concurrent_uploads: raw.concurrent_uploads,
+        quota: raw.quota.map(|q| q.as_u64()),
+        share: checked("share", raw.share, check_share)?,
+    })
+}
+
+/// A limit's value if `check` accepts it, or a message at its line.
+fn checked<T: Copy>(
+    key: &str,
+    value: Option<Spanned<T>>,
+    check: fn(T) -> Result<(), String>,
+) -> Result<Option<T>, Located> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let (start, value) = (value.span().start, *value.get_ref());
+    check(value).map_err(|problem| at(start, format!("{key} {problem}")))?;
+    Ok(Some(value))
 }
 
 fn checked_chain(
@@ -315,6 +380,45 @@ mod tests {
     fn limits_out_of_range_are_refused() {
         assert!(message(&one_plugin("deadline = \"5m\"")).contains("deadline"));
         assert!(message(&one_plugin("memory_limit = \"1KiB\"")).contains("memory_limit"));
+    }
+
+    fn base_limits() -> super::super::LimitsTable {
+        super::super::LimitsTable::uniform(0, super::super::Limits::UNLIMITED)
+    }
+
+    #[test]
+    fn limits_fall_through_tenant_then_defaults_then_the_config() {
+        let text = "[defaults.limits]\nrequests_per_second = 5\nquota = \"1GiB\"\n\
+                    ingress_bytes_per_second = \"10MiB\"\n\
+                    [tenants.acme.limits]\nrequests_burst = 7\nshare = 3\nquota = \"0\"\n\
+                    [tenants.quiet]\nchain = []\n";
+        let table = parse(text).unwrap().limits_table(&base_limits());
+        assert_eq!(table.ingress_bytes_per_second, 10 << 20);
+        let acme = table.for_tenant("acme");
+        assert_eq!(acme.requests_per_second, 5.0);
+        assert_eq!(acme.requests_burst, 7);
+        assert_eq!(acme.share, 3);
+        assert_eq!(acme.quota, 0);
+        let quiet = table.for_tenant("quiet");
+        assert_eq!(quiet.quota, 1 << 30);
+        assert_eq!(quiet.requests_burst, 1);
+        assert_eq!(table.for_tenant("anyone else"), &table.defaults);
+        assert_eq!(table.defaults.uploads_per_second, 0.0);
+    }
+
+    #[test]
+    fn bad_limits_name_the_key_and_its_line() {
+        let err = message("[tenants.acme.limits]\nrequests_burst = 2\n\nshare = 0\n");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("share must be from 1"), "{err}");
+        let err = message("[defaults.limits]\nuploads_per_second = -1\n");
+        assert!(err.contains("line 2") && err.contains("uploads_per_second"), "{err}");
+        let err = message("[defaults.limits]\nrequests_burst = 0\n");
+        assert!(err.contains("requests_burst must be from 1"), "{err}");
+        let err = message("[tenants.acme.limits]\ningress_bytes_per_second = \"1MiB\"\n");
+        assert!(err.contains("line 2") && err.contains("appliance-wide"), "{err}");
+        let err = message("[defaults.limits]\nrequests_per_sec = 3\n");
+        assert!(err.contains("line 2") && err.contains("requests_per_sec"), "{err}");
     }
 
     #[test]

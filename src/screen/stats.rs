@@ -121,6 +121,7 @@ mod tests {
                 }],
                 ..ScreeningReport::default()
             }),
+            manifest: None,
         }
     }
 

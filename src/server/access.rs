@@ -27,8 +27,20 @@ pub struct Caller {
     pub client_cert: Option<[u8; 32]>,
 }
 
-/// The principal of a request to the upload and download API.
+/// The principal of a request to the upload and download API (noted in
+/// the request's audit scope).
 pub fn principal(
+    auth: &Auth,
+    caller: &Caller,
+    headers: &HeaderMap,
+    presigned_object: Option<(UploadId, Option<&str>)>,
+) -> Result<Principal, Problem> {
+    let principal = identify(auth, caller, headers, presigned_object)?;
+    super::audit_trail::note_principal(&principal);
+    Ok(principal)
+}
+
+fn identify(
     auth: &Auth,
     caller: &Caller,
     headers: &HeaderMap,
@@ -70,6 +82,7 @@ pub async fn token(
         (None, None) => Presented::Nothing,
     };
     let issued = auth.issue_token(presented, &request, caller.ip)?;
+    super::audit_trail::note_subject(Some(&issued.tenant), &issued.token_id);
     tracing::info!(
         tenant = %issued.tenant,
         token_id = %issued.token_id,
@@ -105,6 +118,7 @@ pub async fn presign(
     let request: PresignRequest = read_json(req).await?;
     let object: UploadId = request.object.parse().map_err(|_| Problem::invalid_id())?;
     let query = auth.presign(&principal, object, request.ttl_seconds)?;
+    super::audit_trail::note_subject(None, &format!("presign:{object}"));
     let url = format!(
         "{}/objects/{object}?{}",
         public_url.trim_end_matches('/'),
@@ -188,8 +202,14 @@ pub async fn admin(auth: &Auth, req: Request<Incoming>) -> Result<http::Response
         (&Method::POST, "/admin/tokens/revoke") => {
             let request: RevokeRequest = read_json(req).await?;
             match (request.token_id, request.key_id) {
-                (Some(token_id), None) => auth.revoke_token(&token_id)?,
-                (None, Some(key_id)) => auth.revoke_signing_key(&key_id)?,
+                (Some(token_id), None) => {
+                    super::audit_trail::note_subject(None, &token_id);
+                    auth.revoke_token(&token_id)?
+                }
+                (None, Some(key_id)) => {
+                    super::audit_trail::note_subject(None, &key_id);
+                    auth.revoke_signing_key(&key_id)?
+                }
                 _ => return Err(bad_request("give exactly one of token_id and key_id")),
             }
             tracing::info!("token revocation recorded");
@@ -201,6 +221,7 @@ pub async fn admin(auth: &Auth, req: Request<Incoming>) -> Result<http::Response
         (&Method::GET, "/admin/token-keys") => Ok(signing_keys(auth)),
         (&Method::POST, "/admin/token-keys/rotate") => {
             let key_id = auth.rotate_signing_key()?;
+            super::audit_trail::note_subject(None, &key_id);
             tracing::info!(%key_id, "token signing key rotated");
             Ok(json_response(
                 StatusCode::OK,

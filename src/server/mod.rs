@@ -4,10 +4,13 @@
 //! for the admin listener too.
 
 mod access;
+mod audit_trail;
 mod body;
 mod cors;
 mod download;
+mod limits;
 mod listener;
+mod manifest;
 mod problem;
 mod router;
 mod tls;
@@ -31,6 +34,7 @@ use crate::config::ServerConfig;
 use crate::ingest::Ingest;
 use crate::tus::{self, parse};
 
+pub use audit_trail::Records;
 pub use cors::Cors;
 pub use listener::{ClientCert, Peer};
 pub use problem::Problem;
@@ -47,14 +51,28 @@ pub struct App {
     pub limits: ServerConfig,
     pub routes: tus::Routes,
     pub cors: Cors,
+    /// Per-tenant rates, upload slots and ingress pacing.
+    limiter: Arc<limits::Limiter>,
+    /// The audit trail and manifest key; `None` records nothing.
+    pub records: Option<Records>,
 }
 
 impl App {
-    pub fn new(ingest: Arc<Ingest>, auth: Arc<Auth>, limits: ServerConfig) -> Arc<App> {
+    /// `live_limits`: the per-tenant limits in force (a policy reload
+    /// replaces them).
+    pub fn new(
+        ingest: Arc<Ingest>,
+        auth: Arc<Auth>,
+        limits: ServerConfig,
+        live_limits: Arc<crate::policy::LiveLimits>,
+        records: Option<Records>,
+    ) -> Arc<App> {
         let upload_prefix = format!("{}/files/", limits.public_url.trim_end_matches('/'));
         Arc::new(App {
             ingest,
             auth,
+            records,
+            limiter: limits::Limiter::new(live_limits),
             cors: Cors::new(&limits.cors_allowed_origins),
             routes: tus::Routes { upload_prefix },
             limits,
@@ -106,34 +124,57 @@ pub async fn run_admin(
     admin: Arc<Admin>,
     auth: Arc<Auth>,
     limits: ServerConfig,
+    records: Option<Records>,
     shutdown: impl Future<Output = ()>,
 ) {
     let service = move |peer: Peer| {
         let admin = admin.clone();
         let auth = auth.clone();
+        let records = records.clone();
         service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
             let auth = auth.clone();
+            let records = records.clone();
             let caller = caller(&peer);
             async move {
                 let request_id = request_id(req.headers());
-                // Health probes stay open; everything under /admin needs the
-                // admin scope.
-                if req.uri().path().starts_with("/admin/")
-                    && let Err(problem) = access::principal(&auth, &caller, req.headers(), None)
-                        .and_then(|p| Ok(p.require(Action::Admin)?))
-                {
-                    return Ok(problem_response(&problem, &request_id));
+                let scope = audit_trail::scope(&request_id, &caller, None);
+                let attempt = audit_trail::admin_attempt(req.method(), req.uri().path());
+                let response = scope
+                    .run(admin_request(&admin, &auth, &caller, req, &request_id))
+                    .await;
+                let mut response =
+                    audit_trail::answer(records.as_ref(), &scope, attempt, response).await;
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert("x-request-id", value);
                 }
-                if access::is_admin_route(req.uri().path()) {
-                    let answer = access::admin(&auth, req).await;
-                    return Ok(answer.unwrap_or_else(|p| problem_response(&p, &request_id)));
-                }
-                Ok::<_, Infallible>(admin_response(&admin, req, &request_id).await)
+                Ok::<_, Infallible>(response)
             }
         })
     };
     listener::serve(listener, &limits, None, service, shutdown).await;
+}
+
+/// One admin request. Health probes stay open; everything under /admin
+/// needs the admin scope.
+async fn admin_request(
+    admin: &Admin,
+    auth: &Auth,
+    caller: &access::Caller,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Response<Body> {
+    if req.uri().path().starts_with("/admin/")
+        && let Err(problem) = access::principal(auth, caller, req.headers(), None)
+            .and_then(|p| Ok(p.require(Action::Admin)?))
+    {
+        return problem_response(&problem, request_id);
+    }
+    if access::is_admin_route(req.uri().path()) {
+        let answer = access::admin(auth, req).await;
+        return answer.unwrap_or_else(|p| problem_response(&p, request_id));
+    }
+    admin_response(admin, req, request_id).await
 }
 
 async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
@@ -148,9 +189,20 @@ async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
             app.cors.preflight(origin.as_ref(), response.headers_mut());
             response
         } else {
-            let result = dispatch(&app, &caller(&peer), req).await;
+            let caller = caller(&peer);
+            let path = req.uri().path();
+            let scope = audit_trail::scope(&request_id, &caller, Some(path));
+            let attempt = audit_trail::public_attempt(req.method(), req.headers(), path);
+            let response = scope
+                .run(async {
+                    dispatch(&app, &caller, req)
+                        .await
+                        .unwrap_or_else(|problem| problem_response(&problem, &request_id))
+                })
+                .await;
+            // The record is durable before the response leaves.
             let mut response =
-                result.unwrap_or_else(|problem| problem_response(&problem, &request_id));
+                audit_trail::answer(app.records.as_ref(), &scope, attempt, response).await;
             app.cors.decorate(origin.as_ref(), response.headers_mut());
             response
         };
@@ -183,6 +235,9 @@ async fn dispatch(
     caller: &access::Caller,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Problem> {
+    if let Some(route) = manifest::route(req.uri().path()) {
+        return manifest::serve(app, caller, route, req).await;
+    }
     let endpoint = router::route(req.uri().path());
     let method = req.method().clone();
     let auth = &app.auth;
@@ -196,6 +251,8 @@ async fn dispatch(
         | (Endpoint::Upload(Ok(id)), &Method::GET) => {
             let presignable = Some((id, req.uri().query()));
             let principal = access::principal(auth, caller, req.headers(), presignable)?;
+            app.limiter
+                .admit(&principal.tenant, limits::Demand::REQUEST)?;
             let with_body = method == Method::GET;
             download::get(&app.ingest, &principal, id, req.headers(), with_body).await
         }
@@ -219,27 +276,32 @@ async fn tus_request(
 ) -> Result<Response<Body>, Problem> {
     let (parts, incoming) = req.into_parts();
     let request = parse::parse(&parts.method, &target, &parts.headers).map_err(tus::Error::from)?;
+    audit_trail::note_creation(app.records.as_ref(), &request);
     // OPTIONS only describes the server: tus clients send it without
     // credentials, as CORS preflights do.
     let principal = match &request {
         parse::TusRequest::Options => crate::auth::Principal::unauthenticated(),
         _ => access::principal(&app.auth, caller, &parts.headers, None)?,
     };
+    // Held until the request is done: it holds the upload slot, if any.
+    let admission = match limits::Demand::of(&request) {
+        Some(demand) => app.limiter.admit(&principal.tenant, demand)?,
+        None => limits::Admission::unlimited(),
+    };
     let body = match &request {
-        parse::TusRequest::Patch(_) | parse::TusRequest::Create(_) => body::chunks(incoming),
+        parse::TusRequest::Patch(_) | parse::TusRequest::Create(_) => {
+            app.limiter.pace(&admission, body::chunks(incoming))
+        }
         _ => body::empty(),
     };
     let reply = tus::handle(&app.ingest, &app.routes, &principal, request, body).await?;
+    drop(admission);
     let mut response = empty_response(reply.status);
     response.headers_mut().extend(reply.headers);
     Ok(response)
 }
 
-async fn admin_response(
-    admin: &Admin,
-    req: Request<Incoming>,
-    request_id: &str,
-) -> Response<Body> {
+async fn admin_response(admin: &Admin, req: Request<Incoming>, request_id: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let (method, path) = (&parts.method, parts.uri.path());
     let answer = match (method, path) {
@@ -290,7 +352,7 @@ async fn small_body(body: Incoming) -> Result<Bytes, Problem> {
         .map_err(|err| {
             Problem::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_request",
+                "invalid_request_body",
                 format!("request body unreadable or over {MAX_ADMIN_BODY} bytes: {err}"),
             )
         })
@@ -343,6 +405,9 @@ pub fn full_response(status: StatusCode, bytes: Bytes) -> Response<Body> {
 
 fn problem_response(problem: &Problem, request_id: &str) -> Response<Body> {
     let mut response = full_response(problem.status, Bytes::from(problem.body_json(request_id)));
+    response
+        .extensions_mut()
+        .insert(audit_trail::ProblemCode(problem.code));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -96,6 +96,21 @@ impl Problem {
         )
     }
 
+    /// 503: a record of this request could not be made durable and
+    /// `audit.on_failure = "refuse"`. The cause (a file and an errno) is
+    /// logged where it happened; the client learns only that nothing it
+    /// asked for is confirmed.
+    pub fn audit_unavailable() -> Problem {
+        let mut problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit trail cannot record this request, so it is not confirmed; \
+             an upload that was completing stays pending",
+        );
+        problem.retry_after = Some(60);
+        problem
+    }
+
     pub fn range_not_satisfiable(length: u64) -> Problem {
         Problem::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -210,7 +225,10 @@ impl From<ingest::Error> for Problem {
                 (StatusCode::BAD_REQUEST, "invalid_tenant")
             }
             I::RotationInProgress => (StatusCode::CONFLICT, "rotation_in_progress"),
+            I::NoManifest(_) => (StatusCode::NOT_FOUND, "manifest_not_found"),
+            I::Audit(_) => return Problem::audit_unavailable(),
             I::NoKeysForTenant(_) => (StatusCode::NOT_FOUND, "tenant_has_no_keys"),
+            I::QuotaExceeded(exceeded) => return quota_exceeded(exceeded),
             I::Staging(_) | I::Crypto(_) | I::Store(_) | I::Task(_) => {
                 return Problem::internal(&err);
             }
@@ -265,10 +283,53 @@ impl From<crate::admin::Error> for Problem {
         let (status, code) = match &err {
             A::NoPolicy => (StatusCode::NOT_FOUND, "no_policy_configured"),
             A::PolicyRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_refused"),
-            A::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            A::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_body"),
             A::Keys(_) | A::Ingest(_) | A::Task(_) => return Problem::internal(&err),
         };
         Problem::new(status, code, err.to_string())
+    }
+}
+
+/// 403, not 413: the request is well formed and within `Tus-Max-Size`
+/// (413 `upload_too_large`); the tenant's allowance refuses it, and sending
+/// it again does not help until the tenant frees space. The figures let a
+/// client say how much.
+fn quota_exceeded(exceeded: &ingest::QuotaExceeded) -> Problem {
+    let check = match exceeded.check {
+        ingest::QuotaCheck::Creation => "creation",
+        ingest::QuotaCheck::Body => "body",
+        ingest::QuotaCheck::Finalize => "finalize",
+    };
+    Problem::new(StatusCode::FORBIDDEN, "quota_exceeded", exceeded.to_string())
+        .with("quota_bytes", exceeded.quota)
+        .with("used_bytes", exceeded.used)
+        .with("needed_bytes", exceeded.needed)
+        .with("check", check)
+}
+
+/// 429 for a tenant's request rate, new-upload rate or upload bodies at
+/// once. Rates say when a token will be there (`Retry-After`, from the
+/// bucket); a full set of upload slots frees when an upload ends, so
+/// clients come back in a second.
+impl From<super::limits::Error> for Problem {
+    fn from(err: super::limits::Error) -> Problem {
+        use super::limits::Error as L;
+        let (code, retry_after, limit) = match &err {
+            L::RateLimited {
+                rate, retry_after, ..
+            } => (
+                "rate_limited",
+                super::limits::retry_secs(*retry_after),
+                rate.key(),
+            ),
+            L::TooManyConcurrentUploads { .. } => {
+                ("too_many_concurrent_uploads", 1, "concurrent_uploads")
+            }
+        };
+        let mut problem =
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, code, err.to_string()).with("limit", limit);
+        problem.retry_after = Some(retry_after);
+        problem
     }
 }
 

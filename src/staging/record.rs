@@ -28,6 +28,11 @@ pub struct UploadRecord {
     /// What the plugin chain found and decided, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screening: Option<ScreeningReport>,
+    /// The signed manifest of a settled object (`store::manifest`), as the
+    /// document that is served. Absent until the verdict is settled, and on
+    /// objects committed before manifests existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

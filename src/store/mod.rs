@@ -6,7 +6,11 @@
 //! Its callers hand it an open segment file, the object's keys and layout, so
 //! a later object-store backend (an S3-compatible cluster) only has to supply
 //! a different `DiskFile`.
+//!
+//! `manifest` signs and verifies objects' manifests; its key file is the one
+//! thing here that is ever written (once, when it is created).
 
+pub mod manifest;
 mod range;
 
 use std::sync::Arc;

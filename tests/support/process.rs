@@ -18,7 +18,29 @@ impl Binary {
     /// (read back from its JSON "strongroom listening" line, so parallel
     /// tests never race for a port) with its output appended to `log`, and
     /// waits until `/readyz` answers 200 (recovery done).
+    ///
+    /// These tests are about other things than authentication (see
+    /// tests/auth.rs): every request acts as tenant `default`.
     pub async fn serve(config: &Path, log: &Path, ready_within: Duration) -> Binary {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("server log");
+        let stdout = out.try_clone().expect("log fd");
+        Self::serve_with(config, &["--auth", "none"], &[], stdout, log, ready_within).await
+    }
+
+    /// Like `serve`, with `extra` arguments to `serve`, `env` added to its
+    /// environment, stdout to `stdout` and the log (stderr) appended to `log`.
+    pub async fn serve_with(
+        config: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stdout: std::fs::File,
+        log: &Path,
+        ready_within: Duration,
+    ) -> Binary {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -29,11 +51,10 @@ impl Binary {
             .args(["--log-format", "json", "serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            // These tests are about other things than authentication (see
-            // tests/auth.rs): every request acts as tenant `default`.
-            .args(["--auth", "none"])
+            .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log fd"))
+            .stdout(stdout)
             .stderr(out)
             .spawn()
             .expect("start the strongroom binary");
