@@ -765,6 +765,9 @@ async fn start_strongroom(
     }
     let child = command
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        // The data plane is measured without tokens, as the baselines have
+        // none; row 8 measures what authentication adds.
+        .args(["--auth", "none"])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)

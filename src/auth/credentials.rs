@@ -102,7 +102,7 @@ impl CredentialStore {
             dir: dir.to_path_buf(),
             cache: Mutex::new(Cached::default()),
         };
-        store.snapshot()?;
+        store.read(|_| ())?;
         Ok(store)
     }
 
@@ -110,8 +110,9 @@ impl CredentialStore {
         self.dir.join(FILE_NAME)
     }
 
-    /// The file's contents, reloaded when it changed on disk.
-    fn snapshot(&self) -> Result<Contents, Error> {
+    /// Runs `look` over the file's contents, reloaded first if the file
+    /// changed on disk (one `stat` per call; no copy of the contents).
+    fn read<T>(&self, look: impl FnOnce(&Contents) -> T) -> Result<T, Error> {
         let path = self.path();
         let modified = match fs::metadata(&path) {
             Ok(meta) => meta.modified().ok().map(|time| (time, meta.ino())),
@@ -123,23 +124,21 @@ impl CredentialStore {
             cache.contents = read_contents(&path)?;
             cache.modified = modified;
         }
-        Ok(cache.contents.clone())
+        Ok(look(&cache.contents))
     }
 
     pub fn is_empty(&self) -> Result<bool, Error> {
-        let contents = self.snapshot()?;
-        Ok(contents.tenants.is_empty() && contents.keys.is_empty())
+        self.read(|c| c.tenants.is_empty() && c.keys.is_empty())
     }
 
     pub fn has_tenant(&self, tenant: &str) -> Result<bool, Error> {
-        Ok(self.snapshot()?.tenants.contains_key(tenant))
+        self.read(|c| c.tenants.contains_key(tenant))
     }
 
     pub fn list(&self) -> Result<Listing, Error> {
-        let contents = self.snapshot()?;
-        Ok(Listing {
-            tenants: contents.tenants.keys().cloned().collect(),
-            keys: contents.keys,
+        self.read(|c| Listing {
+            tenants: c.tenants.keys().cloned().collect(),
+            keys: c.keys.clone(),
         })
     }
 
@@ -227,20 +226,21 @@ impl CredentialStore {
     /// The live key `presented` is, if it is one.
     pub fn check(&self, presented: &str) -> Result<KeyEntry, Error> {
         let (id, secret) = split_key(presented).ok_or(Error::InvalidApiKey)?;
-        let contents = self.snapshot()?;
-        let entry = contents
-            .keys
-            .into_iter()
-            .find(|k| k.id == id)
-            .ok_or(Error::InvalidApiKey)?;
         let digest = hex::encode(sha256(secret.as_bytes()));
-        if !constant_time_eq(digest.as_bytes(), entry.sha256.as_bytes()) {
-            return Err(Error::InvalidApiKey);
-        }
-        if entry.revoked_at.is_some() || !contents.tenants.contains_key(&entry.tenant) {
-            return Err(Error::InvalidApiKey);
-        }
-        Ok(entry)
+        self.read(|contents| {
+            let entry = contents
+                .keys
+                .iter()
+                .find(|k| k.id == id)
+                .ok_or(Error::InvalidApiKey)?;
+            if !constant_time_eq(digest.as_bytes(), entry.sha256.as_bytes()) {
+                return Err(Error::InvalidApiKey);
+            }
+            if entry.revoked_at.is_some() || !contents.tenants.contains_key(&entry.tenant) {
+                return Err(Error::InvalidApiKey);
+            }
+            Ok(entry.clone())
+        })?
     }
 
     /// Read, change and rewrite the file under the lock.
