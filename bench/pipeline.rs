@@ -249,6 +249,8 @@ impl Iterator for Pieces {
 struct Target {
     base: String,
     http: reqwest::Client,
+    /// `Authorization` for a server with tokens on; empty otherwise.
+    auth: reqwest::header::HeaderMap,
 }
 
 fn http_client() -> reqwest::Client {
@@ -292,7 +294,18 @@ impl Target {
         Target {
             base,
             http: http.clone(),
+            auth: reqwest::header::HeaderMap::new(),
         }
+    }
+
+    /// A target that sends `Authorization: Bearer <token>` on every request.
+    fn with_token(base: String, http: &reqwest::Client, token: &str) -> Result<Target> {
+        let mut target = Target::new(base, http);
+        target.auth.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        Ok(target)
     }
 
     fn url(&self, path: &str) -> String {
@@ -304,6 +317,7 @@ impl Target {
         let response = self
             .http
             .post(self.url("/files/"))
+            .headers(self.auth.clone())
             .header("Tus-Resumable", "1.0.0")
             .header("Upload-Length", length)
             .send()
@@ -361,6 +375,7 @@ impl Target {
         let response = self
             .http
             .patch(self.url(path))
+            .headers(self.auth.clone())
             .header("Tus-Resumable", "1.0.0")
             .header("Upload-Offset", from)
             .header("Content-Type", "application/offset+octet-stream")
@@ -401,6 +416,7 @@ impl Target {
         let mut response = self
             .http
             .get(self.url(path))
+            .headers(self.auth.clone())
             .send()
             .await
             .with_context(|| format!("GET {path}"))?;
@@ -427,6 +443,7 @@ impl Target {
         let response = self
             .http
             .delete(self.url(path))
+            .headers(self.auth.clone())
             .header("Tus-Resumable", "1.0.0")
             .send()
             .await?;
@@ -752,6 +769,18 @@ async fn start_strongroom(
     http: &reqwest::Client,
     config: Option<&Path>,
 ) -> Result<Server> {
+    // The data plane is measured without tokens, as the baselines have
+    // none; row 8 measures what authentication adds.
+    start_strongroom_with(data_dir, log, http, config, &["--auth", "none"]).await
+}
+
+async fn start_strongroom_with(
+    data_dir: &Path,
+    log: &Path,
+    http: &reqwest::Client,
+    config: Option<&Path>,
+    args: &[&str],
+) -> Result<Server> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -765,9 +794,7 @@ async fn start_strongroom(
     }
     let child = command
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        // The data plane is measured without tokens, as the baselines have
-        // none; row 8 measures what authentication adds.
-        .args(["--auth", "none"])
+        .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
@@ -1043,6 +1070,14 @@ fn times(ours: Duration, baseline: Duration) -> String {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `ours - baseline` in milliseconds, signed.
+fn signed_ms(ours: Duration, baseline: Duration) -> String {
+    format!(
+        "{:+.2} ms",
+        (ours.as_secs_f64() - baseline.as_secs_f64()) * 1e3
+    )
 }
 
 fn human(bytes: u64) -> String {
@@ -1841,6 +1876,106 @@ fn met(ok: bool) -> &'static str {
 }
 
 impl Bench {
+    /// Row 8: what authentication adds. A server with tokens on and one
+    /// with `--auth none`, taking turns at sequential small uploads (each
+    /// POST and PATCH carries a PASETO token that is verified), plus the
+    /// token endpoint's own latency.
+    async fn authentication(&mut self, dir: &Path) -> Result<()> {
+        let (count, small) = (self.settings.plugin_uploads, self.settings.small_size);
+        let http = self.http.clone();
+        let pattern = self.pattern.clone();
+        let mut open = start_strongroom(
+            &dir.join("data-8-none"),
+            &dir.join("strongroom-8-none.log"),
+            &http,
+            None,
+        )
+        .await?;
+        let tokens_log = dir.join("strongroom-8-tokens.log");
+        let mut tokens = start_strongroom_with(
+            &dir.join("data-8-tokens"),
+            &tokens_log,
+            &http,
+            None,
+            &["--auth", "tokens"],
+        )
+        .await?;
+        let key = std::fs::read_to_string(&tokens_log)?
+            .split_whitespace()
+            .find(|w| w.starts_with("srk_"))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("the first start printed no API key"))?;
+        let mut issue_times = Vec::with_capacity(count);
+        let mut token = String::new();
+        for _ in 0..count.min(200) {
+            let t = Instant::now();
+            let body = http
+                .post(format!("{}/auth/token", tokens.base))
+                .bearer_auth(&key)
+                .body(r#"{"scopes":["upload:create"]}"#)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            let answer: serde_json::Value = serde_json::from_slice(&body)?;
+            issue_times.push(t.elapsed());
+            token = answer["token"]
+                .as_str()
+                .ok_or_else(|| anyhow!("no token in {answer}"))?
+                .to_owned();
+        }
+        let open_t = Target::new(open.base.clone(), &http);
+        let tokens_t = Target::with_token(tokens.base.clone(), &http, &token)?;
+        for _ in 0..WARM_UPS {
+            for target in [&open_t, &tokens_t] {
+                target.upload_released(&pattern, small).await?;
+            }
+        }
+        let (mut lat_open, mut lat_tokens) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        for i in 0..count {
+            for with_token in [i % 2 == 1, i % 2 == 0] {
+                if with_token {
+                    lat_tokens.push(tokens_t.upload_released(&pattern, small).await?.1);
+                } else {
+                    lat_open.push(open_t.upload_released(&pattern, small).await?.1);
+                }
+            }
+        }
+        ensure!(
+            open.is_running() && tokens.is_running(),
+            "strongroom died during row 8"
+        );
+        open.stop(Duration::from_secs(30));
+        tokens.stop(Duration::from_secs(30));
+        lat_open.sort();
+        lat_tokens.sort();
+        issue_times.sort();
+        let (p50_open, p50_tokens) = (percentile(&lat_open, 0.5), percentile(&lat_tokens, 0.5));
+        let (p99_open, p99_tokens) = (percentile(&lat_open, 0.99), percentile(&lat_tokens, 0.99));
+        println!(
+            "\nRow 8: authentication ({count} x {}, one client, servers taking turns)",
+            human(small)
+        );
+        println!(
+            "  8a. POST+PATCH p50: {} with tokens, {} without ({}); p99 {} / {}",
+            ms(p50_tokens),
+            ms(p50_open),
+            signed_ms(p50_tokens, p50_open),
+            ms(p99_tokens),
+            ms(p99_open)
+        );
+        println!(
+            "  8b. POST /auth/token p50 {} p99 {} ({} requests)",
+            ms(percentile(&issue_times, 0.5)),
+            ms(percentile(&issue_times, 0.99)),
+            issue_times.len()
+        );
+        Ok(())
+    }
+}
+
+impl Bench {
     /// Row 7: what the default plugin chain costs. A fresh server without
     /// plugins and a fresh one with the policy, each on its own data dir,
     /// measured in turn: 7a the scenario size as one PATCH (next to row 1
@@ -2400,6 +2535,7 @@ async fn run(settings: Settings) -> Result<bool> {
         &rows,
     );
     bench.plugin_chain(dir.path(), &policy, &baseline).await?;
+    bench.authentication(dir.path()).await?;
 
     if bench.settings.peers {
         for start in [0, 1] {
