@@ -229,8 +229,14 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     .await
     .assert_problem(401, "token_invalid");
 
-    // Create, two PATCHes; the second commits.
-    let data = bytes(150_000, 7);
+    // Create, two PATCHes; the second commits. Text: random bytes would
+    // be quarantined for their entropy.
+    let data: Vec<u8> = b"plain words for a plain text file\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(150_000)
+        .collect();
     let meta = filename_metadata("quarterly-secret-plan.txt");
     let created = send_as(
         &server,
@@ -386,6 +392,7 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     )
     .await;
     admin_post("/admin/policy/reload", "t-reload", String::new()).await;
+    admin_post("/admin/keys/rotate", "t-rotate", String::new()).await;
 
     // Every record signed, then exported and verified by the real binary.
     let log = server.appliance().records.trail.log().clone();
@@ -463,6 +470,15 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     assert_eq!(find(&records, "token_revoke", "t-revoke")["subject"], token_id.as_str());
     let reload = find(&records, "policy_reload", "t-reload");
     assert!(reload["actor"].as_str().unwrap().starts_with("token:"));
+    // The rotation request, and the rotation itself per tenant with the
+    // key that is current afterwards.
+    let rotations: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "key_rotation" && r["request"] == "t-rotate")
+        .collect();
+    assert_eq!(rotations.len(), 2, "{rotations:?}");
+    assert!(rotations.iter().any(|r| r["tenant"] == "default"
+        && r["subject"].as_str().is_some_and(|kek| kek.starts_with("local:default:v"))));
 
     // Nothing secret, and no filename, in any form.
     let text = std::fs::read_to_string(audit::dir(&data_dir).join(audit::RECORDS_FILE)).unwrap();
@@ -503,7 +519,8 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     };
     let truncated = {
         let mut lines = lines[..=k].to_vec();
-        lines[k].truncate(lines[k].len() / 2);
+        let half = lines[k].len() / 2;
+        lines[k].truncate(half);
         lines
     };
     for (name, lines, says) in [
@@ -579,6 +596,42 @@ async fn a_record_is_on_disk_when_its_response_arrives() {
     assert_eq!(records[index]["kind"], "commit");
     assert_eq!(records[index]["request"], "k-patch");
     assert_eq!(records[index]["sha256"], sha256_hex(b"hello"));
+}
+
+#[tokio::test]
+async fn a_policy_reload_by_sighup_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[defaults]\nchain = []\n").unwrap();
+    let config = dir.path().join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = {:?}\n[plugins]\npolicy = {:?}\n",
+            data_dir.display().to_string(),
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let binary = Binary::serve(&config, &log, Duration::from_secs(30)).await;
+    let pid = i32::try_from(binary.child.id()).unwrap();
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reload = loop {
+        let records = live_records(&data_dir);
+        if let Some(reload) = records.iter().find(|r| r["kind"] == "policy_reload") {
+            break reload.clone();
+        }
+        assert!(Instant::now() < deadline, "no policy_reload record after SIGHUP");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reload["actor"], "system");
+    assert_eq!(reload["subject"], "sighup");
+    assert_eq!(reload["outcome"], "ok");
+    drop(binary);
 }
 
 // ---- when records cannot be written -----------------------------------------
@@ -699,8 +752,13 @@ async fn refuse_answers_503_and_holds_the_commit_until_it_is_recorded() {
 
     // Space again and a restart: recovery records the commit (actor
     // `system`) and only then releases the object.
+    let path = up.path.clone();
     std::fs::remove_file(filler).unwrap();
     server.restart().await;
+    let up = Upload {
+        server: &server,
+        path,
+    };
     let head = up.head().await;
     assert_eq!(head.header("strongroom-disposition"), Some("released"));
     let index: usize = head
@@ -715,7 +773,6 @@ async fn refuse_answers_503_and_holds_the_commit_until_it_is_recorded() {
     let got = up.get().await;
     got.assert_status(200);
     assert_eq!(got.body, data);
-    drop(server);
 }
 
 #[tokio::test]

@@ -1267,6 +1267,23 @@ fn pkcs11_provider_in_process() {
         "the key's value must not be readable"
     );
 
+    // A logout (the login is shared by every session of the process) is
+    // noticed on the next operation, which logs in again.
+    session.logout().expect("logout");
+    keys.unwrap(&other, object)
+        .expect("logged in again, not an unknown key");
+    session.logout().expect("logout");
+    assert_eq!(
+        keys.versions().unwrap().len(),
+        3,
+        "versions are not forgotten"
+    );
+    let fresh = keys
+        .wrap("delta", &dek, object)
+        .expect("logged in again to create a key");
+    assert!(keys.unwrap(&fresh, object).is_ok());
+    drop(session);
+
     assert_eq!(keys.destroy_tenant("acme").unwrap(), 1);
     assert!(keys.versions().unwrap().iter().all(|v| v.tenant != "acme"));
     assert!(keys.unwrap(&other, object).is_ok(), "beta is unaffected");

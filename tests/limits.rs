@@ -15,10 +15,11 @@ use strongroom::config::Config;
 use crate::support::feed::{fed_body, spawn_patch};
 use crate::support::{OCTETS, Reply, TUS, TestServer, bytes, sha256_hex};
 
-/// A client holding one tenant's bearer token.
+/// A client holding one tenant's API key and an `upload:create` token.
 #[derive(Clone)]
 struct Client<'a> {
     server: &'a TestServer,
+    key: String,
     bearer: String,
 }
 
@@ -31,6 +32,7 @@ impl<'a> Client<'a> {
         let token = server.token(&key.secret, &["upload:create"]).await;
         Client {
             server,
+            key: key.secret,
             bearer: format!("Bearer {token}"),
         }
     }
@@ -56,7 +58,12 @@ impl<'a> Client<'a> {
 
     async fn created_deferred(&self) -> String {
         let reply = self
-            .send("POST", "/files/", &[("Upload-Defer-Length", "1")], Vec::new())
+            .send(
+                "POST",
+                "/files/",
+                &[("Upload-Defer-Length", "1")],
+                Vec::new(),
+            )
             .await;
         reply.assert_status(201);
         reply.header("location").expect("Location").to_owned()
@@ -66,7 +73,13 @@ impl<'a> Client<'a> {
         self.patch_with(path, offset, data, &[]).await
     }
 
-    async fn patch_with(&self, path: &str, offset: u64, data: &[u8], extra: &[(&str, &str)]) -> Reply {
+    async fn patch_with(
+        &self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let offset = offset.to_string();
         let mut headers = vec![OCTETS, ("Upload-Offset", offset.as_str())];
         headers.extend_from_slice(extra);
@@ -81,9 +94,15 @@ impl<'a> Client<'a> {
         self.send("DELETE", path, &[], Vec::new()).await
     }
 
-    async fn get(&self, path: &str) -> Reply {
-        let headers = [("Authorization", self.bearer.as_str())];
-        self.server.send("GET", path, &headers, Vec::new()).await
+    /// Downloads the object of the upload at `path`.
+    async fn download(&self, path: &str) -> Reply {
+        let id = path.rsplit('/').next().expect("an upload id");
+        let scope = format!("object:read:{id}");
+        let token = self.server.token(&self.key, &[&scope]).await;
+        let bearer = format!("Bearer {token}");
+        let headers = [("Authorization", bearer.as_str())];
+        let path = format!("/objects/{id}");
+        self.server.send("GET", &path, &headers, Vec::new()).await
     }
 
     /// Creates an upload of `data` and sends it in one PATCH.
@@ -144,7 +163,12 @@ async fn reload_policy(server: &TestServer, path: &Path, text: &str) {
         .send()
         .await
         .expect("reload sent");
-    assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap_or_default());
+    assert_eq!(
+        reply.status(),
+        200,
+        "{}",
+        reply.text().await.unwrap_or_default()
+    );
 }
 
 #[tokio::test]
@@ -176,12 +200,17 @@ async fn requests_past_the_burst_get_429_until_the_retry_after_has_passed() {
     );
     // The burst, plus at most what refilled at 1/s meanwhile.
     assert!(passed >= 5, "{passed} passed");
-    assert!(passed <= 5 + elapsed.as_secs() as usize + 1, "{passed} passed");
+    assert!(
+        passed <= 5 + elapsed.as_secs() as usize + 1,
+        "{passed} passed"
+    );
     let last = refused.last().expect("some requests refused");
-    last.assert_problem(429, "rate_limited");
-    assert_eq!(problem(last)["limit"], "requests_per_second");
     let wait = retry_after(last);
     assert_eq!(wait, 1, "one token at 1/s comes within a second");
+    // HEAD answers carry no body: the problem itself, on a POST.
+    let reply = alpha.create(10).await;
+    reply.assert_problem(429, "rate_limited");
+    assert_eq!(problem(&reply)["limit"], "requests_per_second");
 
     // Another tenant is unaffected meanwhile: its own burst passes whole.
     let other = beta.created(10).await;
@@ -207,7 +236,10 @@ async fn new_uploads_past_their_burst_get_429_under_concurrency() {
     let replies = futures_util::future::join_all((0..12).map(|_| alpha.create(100))).await;
     let created = replies.iter().filter(|r| r.status == 201).count();
     let refused: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
-    println!("12 concurrent creations: {created} created, {} refused", refused.len());
+    println!(
+        "12 concurrent creations: {created} created, {} refused",
+        refused.len()
+    );
     assert_eq!(created, 5);
     assert_eq!(refused.len(), 7);
     for reply in &refused {
@@ -225,7 +257,10 @@ async fn new_uploads_past_their_burst_get_429_under_concurrency() {
         .find(|r| r.status == 201)
         .and_then(|r| r.header("location"))
         .expect("a created upload");
-    alpha.patch(path, 0, &bytes(100, 1)).await.assert_offset(100);
+    alpha
+        .patch(path, 0, &bytes(100, 1))
+        .await
+        .assert_offset(100);
     beta.created(3).await;
 }
 
@@ -283,7 +318,9 @@ async fn upload_bodies_past_the_concurrency_limit_get_429() {
     println!("8 concurrent bodies, limit 3: {ok} received, {limited} refused");
     assert_eq!((ok, limited), (3, 5));
     // The slots are free again.
-    let refused_path = (0..8).find(|i| !open.contains(i)).expect("a refused upload");
+    let refused_path = (0..8)
+        .find(|i| !open.contains(i))
+        .expect("a refused upload");
     alpha
         .patch(&paths[refused_path], 0, &data)
         .await
@@ -317,8 +354,14 @@ async fn creation_over_the_quota_is_refused_committed_bytes_count_and_deleting_f
     assert_eq!(problem(&reply)["used_bytes"], 600);
     // Staged bytes count too.
     let staged = alpha.created(400).await;
-    alpha.patch(&staged, 0, &bytes(100, 2)).await.assert_offset(100);
-    alpha.create(301).await.assert_problem(403, "quota_exceeded");
+    alpha
+        .patch(&staged, 0, &bytes(100, 2))
+        .await
+        .assert_offset(100);
+    alpha
+        .create(301)
+        .await
+        .assert_problem(403, "quota_exceeded");
     alpha.created(300).await;
 
     // Another tenant has its own quota.
@@ -348,7 +391,12 @@ async fn a_deferred_length_upload_is_cut_where_it_reaches_the_quota() {
         .assert_problem(403, "quota_exceeded");
     // No room for another deferred upload, nor a declared one.
     alpha
-        .send("POST", "/files/", &[("Upload-Defer-Length", "1")], Vec::new())
+        .send(
+            "POST",
+            "/files/",
+            &[("Upload-Defer-Length", "1")],
+            Vec::new(),
+        )
         .await
         .assert_problem(403, "quota_exceeded");
     alpha.create(1).await.assert_problem(403, "quota_exceeded");
@@ -357,8 +405,7 @@ async fn a_deferred_length_upload_is_cut_where_it_reaches_the_quota() {
         .patch_with(&path, 100_000, b"", &[("Upload-Length", "100000")])
         .await
         .assert_offset(100_000);
-    let id = path.rsplit('/').next().expect("id");
-    let got = alpha.get(&format!("/files/{id}")).await;
+    let got = alpha.download(&path).await;
     got.assert_status(200);
     assert_eq!(sha256_hex(&got.body), sha256_hex(&data[..100_000]));
 }
@@ -367,7 +414,7 @@ async fn a_deferred_length_upload_is_cut_where_it_reaches_the_quota() {
 async fn of_two_uploads_that_do_not_fit_together_the_second_to_finish_is_refused_and_kept() {
     let mut server = server(|config| config.limits.quota = ByteSize::b(1000)).await;
     let data = [bytes(600, 4), bytes(600, 5)];
-    let (won, lost, bearer) = {
+    let (won, lost, before) = {
         let alpha = Client::tenant(&server, "alpha").await;
         // Both fit when they are created: nothing is held yet.
         let paths = [alpha.created(600).await, alpha.created(600).await];
@@ -394,14 +441,19 @@ async fn of_two_uploads_that_do_not_fit_together_the_second_to_finish_is_refused
         // It stays refused: HEAD says so rather than report a finished
         // offset a client would take for a success.
         alpha.head(&paths[lost]).await.assert_status(403);
-        let paths = paths.map(|p| p.to_owned());
-        (paths[won].clone(), (paths[lost].clone(), lost), alpha.bearer.clone())
+        (
+            paths[won].clone(),
+            (paths[lost].clone(), lost),
+            alpha.clone(),
+        )
     };
 
     // A restart does not roll the refused upload forward either.
+    let (key, bearer) = (before.key, before.bearer);
     server.restart().await;
     let alpha = Client {
         server: &server,
+        key,
         bearer,
     };
     let (lost_path, lost_index) = lost;
@@ -411,8 +463,7 @@ async fn of_two_uploads_that_do_not_fit_together_the_second_to_finish_is_refused
     let head = alpha.head(&lost_path).await;
     head.assert_status(200);
     assert_eq!(head.header("upload-offset"), Some("600"));
-    let id = lost_path.rsplit('/').next().expect("id");
-    let got = alpha.get(&format!("/files/{id}")).await;
+    let got = alpha.download(&lost_path).await;
     got.assert_status(200);
     assert_eq!(sha256_hex(&got.body), sha256_hex(&data[lost_index]));
 }
@@ -420,16 +471,20 @@ async fn of_two_uploads_that_do_not_fit_together_the_second_to_finish_is_refused
 #[tokio::test]
 async fn quota_usage_is_rebuilt_after_a_restart() {
     let mut server = server(|config| config.limits.quota = ByteSize::b(1000)).await;
-    let bearer = {
+    let (key, bearer) = {
         let alpha = Client::tenant(&server, "alpha").await;
         alpha.upload(&bytes(400, 6)).await;
         let staged = alpha.created(500).await;
-        alpha.patch(&staged, 0, &bytes(300, 7)).await.assert_offset(300);
-        alpha.bearer.clone()
+        alpha
+            .patch(&staged, 0, &bytes(300, 7))
+            .await
+            .assert_offset(300);
+        (alpha.key, alpha.bearer)
     };
     server.restart().await;
     let alpha = Client {
         server: &server,
+        key,
         bearer,
     };
     let reply = alpha.create(301).await;
@@ -454,17 +509,15 @@ async fn tenants_uploading_at_once_share_the_ingress_rate_by_weight() {
     let heavy_path = heavy.created(heavy_data.len() as u64).await;
 
     let started = Instant::now();
-    let ((light_rate, light_time), (heavy_rate, heavy_time)) = tokio::time::timeout(
-        Duration::from_secs(30),
-        async {
+    let ((light_rate, light_time), (heavy_rate, heavy_time)) =
+        tokio::time::timeout(Duration::from_secs(30), async {
             tokio::join!(
                 timed_upload(&light, &light_path, &light_data),
                 timed_upload(&heavy, &heavy_path, &heavy_data),
             )
-        },
-    )
-    .await
-    .expect("both uploads finish in time");
+        })
+        .await
+        .expect("both uploads finish in time");
     let total = started.elapsed();
     let mib = |rate: f64| rate / f64::from(1u32 << 20);
     println!(
@@ -506,7 +559,10 @@ async fn a_policy_reload_changes_limits_for_the_next_request() {
     .await;
     let alpha = Client::tenant(&server, "alpha").await;
     let beta = Client::tenant(&server, "beta").await;
-    alpha.create(2000).await.assert_problem(403, "quota_exceeded");
+    alpha
+        .create(2000)
+        .await
+        .assert_problem(403, "quota_exceeded");
     beta.created(2000).await;
 
     reload_policy(
@@ -516,8 +572,11 @@ async fn a_policy_reload_changes_limits_for_the_next_request() {
     )
     .await;
     alpha.created(2000).await;
+    // The bucket keeps its tokens, cut to the new burst of 1.
+    beta.created(10).await;
     let reply = beta.create(10).await;
     reply.assert_problem(429, "rate_limited");
+    assert_eq!(problem(&reply)["limit"], "uploads_per_second");
 
     // A policy whose limits do not validate is refused; the old one stays.
     let path = policy_path(&server);
@@ -533,7 +592,13 @@ async fn a_policy_reload_changes_limits_for_the_next_request() {
     assert_eq!(refused.status(), 422);
     let body: serde_json::Value =
         serde_json::from_slice(&refused.bytes().await.expect("body")).expect("problem json");
-    assert!(body["detail"].as_str().unwrap_or_default().contains("share"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("share"),
+        "{body}"
+    );
     beta.create(10).await.assert_problem(429, "rate_limited");
     alpha.created(10).await;
 }

@@ -3,6 +3,7 @@
 //! its data on disk in a temporary directory.
 
 mod audit;
+mod audit_trail;
 mod auth;
 mod cli;
 mod clients;
@@ -13,6 +14,7 @@ mod faults;
 mod fuzz_regressions;
 mod keys;
 mod limits;
+mod manifest;
 mod plugin_corpus;
 mod recovery;
 mod robustness;

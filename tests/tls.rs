@@ -256,6 +256,71 @@ async fn an_optional_client_certificate_admits_both_but_not_a_stranger() {
     );
 }
 
+/// mTLS as a credential: a client certificate mapped to a tenant in
+/// `[auth.client_certificates]` gets that tenant's token at the token
+/// endpoint without an API key, and uploads with it; a certificate from the
+/// same CA that is not mapped gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapped_client_certificate_is_exchanged_for_its_tenants_token() {
+    let certs = Certs::make("server", &["alice", "bob"]).await;
+    let alice = CertificateDer::from_pem_file(certs.path("client-alice.pem")).expect("alice");
+    let alice_sha = hex::encode(strongroom::crypto::sha256(&alice));
+    let server = TestServer::start_with_tokens(|config| {
+        config.tls.cert = Some(certs.path("cert.pem"));
+        config.tls.key = Some(certs.path("key.pem"));
+        config.tls.client_ca = Some(certs.path("ca.pem"));
+        config
+            .auth
+            .client_certificates
+            .insert(alice_sha, "acme".into());
+    })
+    .await;
+    server
+        .appliance()
+        .auth
+        .credentials()
+        .add_tenant("acme")
+        .expect("tenant");
+    let token_request = |name: &str| {
+        let mut request = curl(&certs, "--http2");
+        request
+            .args(["-X", "POST", "-d", r#"{"scopes":["upload:create"]}"#])
+            .arg("--cert")
+            .arg(certs.path(&format!("client-{name}.pem")))
+            .arg("--key")
+            .arg(certs.path(&format!("client-{name}-key.pem")))
+            .arg(https(&server, "/auth/token"));
+        request
+    };
+    let ran = token_request("alice").run().await;
+    ran.assert_answer(200, "2");
+    let (start, end) = (ran.stdout.find('{'), ran.stdout.rfind('}'));
+    let body = match (start, end) {
+        (Some(start), Some(end)) => &ran.stdout[start..=end],
+        _ => panic!("no JSON body:\n{}", ran.describe()),
+    };
+    let issued: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(issued["tenant"], "acme", "{}", ran.describe());
+    let token = issued["token"].as_str().unwrap();
+
+    let (status, _) = token_request("bob").run().await.answer();
+    assert_eq!(status, 401, "an unmapped certificate is no credential");
+
+    let mut create = curl(&certs, "--http2");
+    create
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            "Tus-Resumable: 1.0.0",
+            "-H",
+            "Upload-Length: 3",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(https(&server, "/files/"));
+    create.run().await.assert_answer(201, "2");
+}
+
 // ---- certificate reload -----------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,6 +373,60 @@ async fn a_replaced_certificate_reaches_new_connections_and_garbage_is_ignored()
         "a garbage certificate file replaced the served certificate"
     );
     request(&next).run().await.assert_answer(204, "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_of_the_real_binary() {
+    let certs = Certs::make("served", &[]).await;
+    let next = Certs::make("next", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strongroom.toml");
+    let quoted = |path: PathBuf| format!("\"{}\"", path.display());
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = {}\n\n[tls]\ncert = {}\nkey = {}\nreload_interval = \"1h\"\n",
+            quoted(dir.path().join("data")),
+            quoted(certs.path("cert.pem")),
+            quoted(certs.path("key.pem")),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let mut binary = process::Binary::serve(&config, &log, Duration::from_secs(60)).await;
+    let served_old = certs.path("served-before.pem");
+    std::fs::copy(certs.path("cert.pem"), &served_old).unwrap();
+    let (first, second) = (certs.fingerprint(), next.fingerprint());
+    assert_eq!(
+        served_fingerprint(binary.public, &served_old).await,
+        Some(first)
+    );
+
+    for name in ["cert.pem", "key.pem"] {
+        let aside = certs.path(&format!("{name}.new"));
+        std::fs::copy(next.path(name), &aside).unwrap();
+        std::fs::rename(&aside, certs.path(name)).unwrap();
+    }
+    // The next timed check is an hour away: only the signal can reload now.
+    let pid = i32::try_from(binary.child.id()).expect("pid");
+    // SAFETY: kill(2) with a valid signal number has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_fingerprint(binary.public, &next.path("cert.pem")).await != Some(second) {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the certificate within 10 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        binary.child.try_wait().unwrap().is_none(),
+        "the binary exited on SIGHUP"
+    );
+    let reloaded = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(reloaded.contains("tls certificate reloaded"), "{reloaded}");
+    binary.kill();
 }
 
 // ---- the start refuses bad files -----------------------------------------------
@@ -595,6 +714,6 @@ impl Ran {
             .filter_map(|line| line.split_once(':'))
             .filter(|(key, _)| key.trim().eq_ignore_ascii_case(name))
             .map(|(_, value)| value.trim())
-            .last()
+            .next_back()
     }
 }

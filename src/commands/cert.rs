@@ -97,8 +97,11 @@ fn self_signed(args: &SelfSignedArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn server_certificate(names: &[String]) -> anyhow::Result<Issued> {
+    if let Some(bad) = names.iter().find(|name| !is_host_name(name)) {
+        anyhow::bail!("--name {bad:?} is neither an IP address nor a DNS name");
+    }
     let mut params = CertificateParams::new(names.to_vec())
-        .context("a --name is neither an IP address nor a valid DNS name")?;
+        .context("a --name is neither an IP address nor a DNS name")?;
     params.distinguished_name = common_name(&names[0]);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -108,6 +111,24 @@ fn server_certificate(names: &[String]) -> anyhow::Result<Issued> {
         .self_signed(&key)
         .context("signing the server certificate")?;
     Ok(issued(cert.pem(), cert.der(), &key))
+}
+
+/// An IP address, or a DNS name (labels of letters, digits and inner
+/// hyphens; the first may be a `*` wildcard), as a certificate can name.
+fn is_host_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 fn client_ca() -> anyhow::Result<(Issued, Issuer<'static, KeyPair>)> {
@@ -197,5 +218,36 @@ fn print_config(out: &Path, with_clients: bool) {
     if with_clients {
         println!("client_ca = {:?}", absolute("ca.pem").display().to_string());
         println!("# require_client_cert = true");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_ip_addresses_or_dns_names() {
+        for good in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "uploads.example.com",
+            "*.example.com",
+            "a-b.c9",
+        ] {
+            assert!(is_host_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "bad name!",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            "*.",
+            "a.*.com",
+            "x/y",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
     }
 }

@@ -544,7 +544,6 @@ fn parse_key_file_name(name: &str) -> Option<(&str, u32)> {
     Some((tenant, parse_version(digits)?))
 }
 
-
 fn load_keks(dir: &Path) -> Result<Tenants, Error> {
     let mut tenants = Tenants::new();
     for entry in fs::read_dir(dir).map_err(io_error(dir))? {

@@ -25,7 +25,7 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::types::{AuthPin, Ulong};
 
 use super::Error;
@@ -335,6 +335,7 @@ impl Pkcs11Keys {
         let label = label_of(tenant, version);
         self.with_session(|session, handles| {
             // A retried creation may find the key its first try made.
+            require_login(session)?;
             let handle = match find_key(session, &label)? {
                 Some(handle) => handle,
                 None => session.generate_key(&Mechanism::AesKeyGen, &key_template(&label))?,
@@ -361,7 +362,12 @@ impl Pkcs11Keys {
         if let Some(handle) = handles.get(id) {
             return Ok(*handle);
         }
-        let handle = find_key(session, label)?.ok_or_else(|| Failure::UnknownKek(id.clone()))?;
+        let Some(handle) = find_key(session, label)? else {
+            // A session that lost its login sees no private object: that is
+            // the token's state, not a missing key.
+            require_login(session)?;
+            return Err(Failure::UnknownKek(id.clone()));
+        };
         handles.insert(id.clone(), handle);
         Ok(handle)
     }
@@ -467,8 +473,22 @@ fn find_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, CkEr
     Ok(found.into_iter().next())
 }
 
+/// Fails with `CKR_USER_NOT_LOGGED_IN` unless the session is logged in as
+/// the user, so the caller logs in again instead of reading an absence of
+/// private objects as an answer.
+fn require_login(session: &Session) -> Result<(), CkError> {
+    match session.get_session_info()?.session_state() {
+        SessionState::RwUser | SessionState::RoUser => Ok(()),
+        _ => Err(CkError::Pkcs11(
+            RvError::UserNotLoggedIn,
+            Function::GetSessionInfo,
+        )),
+    }
+}
+
 /// Every `strongroom:<tenant>:v<N>` key in the token.
 fn scan_versions(session: &Session) -> Result<BTreeMap<String, Vec<u32>>, CkError> {
+    require_login(session)?;
     let mut versions: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for handle in session.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])? {
         for attribute in session.get_attributes(handle, &[AttributeType::Label])? {
@@ -644,6 +664,7 @@ impl KeyProvider for Pkcs11Keys {
         }
         let label = label_of(tenant, version);
         self.with_session(|session, handles| {
+            require_login(session)?;
             if let Some(handle) = find_key(session, &label)? {
                 session.destroy_object(handle)?;
             }

@@ -378,16 +378,20 @@ impl Ingest {
         let records = self.all_records().await?;
         for record in self.reconcile_quotas(since, records).await? {
             let receiving = record.state == UploadState::Receiving;
-            match &record.kind {
-                UploadKind::Final { .. } if receiving => self.assemble_if_ready(record.id).await?,
+            let rolled = match &record.kind {
+                UploadKind::Final { .. } if receiving => self.assemble_if_ready(record.id).await,
                 _ if receiving && record.length == Some(record.offset) => {
-                    // One its quota refused stays staged, as before.
-                    match self.finish_complete(record.id).await {
-                        Err(Error::QuotaExceeded(_)) => {}
-                        other => other?,
-                    }
+                    self.finish_complete(record.id).await
                 }
-                _ => self.observe(&record),
+                _ => {
+                    self.observe(&record);
+                    Ok(())
+                }
+            };
+            match rolled {
+                // One its quota refuses stays staged, as it was.
+                Err(Error::QuotaExceeded(_)) => {}
+                other => other?,
             }
         }
         self.settle_all_pending().await?;

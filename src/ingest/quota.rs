@@ -119,6 +119,14 @@ impl Staged {
     }
 }
 
+/// One tenant's records, as a scan of the index found them.
+#[derive(Debug, Default)]
+struct Scanned {
+    committed: u64,
+    /// Uncommitted uploads and their durable bytes.
+    staged: Vec<(UploadId, u64)>,
+}
+
 #[derive(Debug, Default)]
 struct Book {
     tenants: HashMap<Arc<str>, Usage>,
@@ -307,7 +315,11 @@ impl Quotas {
     /// Admits the commit of a complete `bytes`-byte upload if the tenant's
     /// objects, with the commits under way, stay within its quota. Hold the
     /// ticket until the commit has settled.
-    pub fn begin_commit(&self, tenant: &str, bytes: u64) -> Result<CommitTicket<'_>, QuotaExceeded> {
+    pub fn begin_commit(
+        &self,
+        tenant: &str,
+        bytes: u64,
+    ) -> Result<CommitTicket<'_>, QuotaExceeded> {
         let quota = self.quota(tenant);
         let mut book = self.book();
         let key = book.tenant_key(tenant);
@@ -329,6 +341,30 @@ impl Quotas {
         })
     }
 
+    /// At the end of a request body: when it completes a regular upload,
+    /// admits the commit (hold the ticket until the request settled), or
+    /// turns the ending into a refusal. The refused upload keeps every byte
+    /// that arrived, unless its chunk carries a checksum, which makes the
+    /// chunk all or nothing as for any interruption.
+    pub fn admit_completion(
+        &self,
+        completion: &Completion,
+        meter: &Meter,
+        ending: Ending,
+    ) -> (Ending, Option<CommitTicket<'_>>) {
+        let completes = matches!(ending, Ending::Complete { .. })
+            && completion.commits
+            && completion.length == Some(completion.offset + meter.received());
+        if !completes {
+            return (ending, None);
+        }
+        let bytes = completion.offset + meter.received();
+        match self.begin_commit(&completion.tenant, bytes) {
+            Ok(ticket) => (ending, Some(ticket)),
+            Err(exceeded) => (Ending::Interrupted(Error::QuotaExceeded(exceeded)), None),
+        }
+    }
+
     /// The clock before a scan of the index for `reconcile`.
     pub fn clock(&self) -> u64 {
         self.book().clock
@@ -339,13 +375,13 @@ impl Quotas {
     /// scan; the others are left to the events and the next reconcile.
     /// Arriving bytes and commits under way are kept.
     pub fn reconcile(&self, since: u64, records: &[UploadRecord]) {
-        let mut fresh: HashMap<&str, (u64, Vec<(UploadId, u64)>)> = HashMap::new();
+        let mut fresh: HashMap<&str, Scanned> = HashMap::new();
         for record in records {
-            let (committed, staged) = fresh.entry(record.tenant.as_str()).or_default();
+            let scanned = fresh.entry(record.tenant.as_str()).or_default();
             if record.is_committed() {
-                *committed += record.offset;
+                scanned.committed += record.offset;
             } else {
-                staged.push((record.id, record.offset));
+                scanned.staged.push((record.id, record.offset));
             }
         }
         let mut book = self.book();
@@ -373,11 +409,11 @@ impl Quotas {
             false
         });
         for tenant in replaced {
-            let (committed, staged) = fresh.remove(&*tenant).unwrap_or_default();
+            let scanned = fresh.remove(&*tenant).unwrap_or_default();
             let usage = book.tenants.entry(tenant.clone()).or_default();
-            usage.committed = committed;
+            usage.committed = scanned.committed;
             usage.staged = 0;
-            for (id, durable) in staged {
+            for (id, durable) in scanned.staged {
                 let arriving = arriving.remove(&id).unwrap_or(0);
                 usage.staged += durable + arriving;
                 let entry = Staged {
@@ -428,38 +464,6 @@ impl Quotas {
     }
 }
 
-impl Ingest {
-    /// Wires in the limits in force, for each tenant's quota. Unset (tests
-    /// that build ingest alone), no quota applies; usage is kept all the
-    /// same.
-    pub fn set_limits(&self, limits: Arc<LiveLimits>) {
-        self.quota.set_limits(limits);
-    }
-
-    /// Reconciles the usage book with `records`, read after the book's
-    /// clock showed `since` (see [`Quotas::reconcile`]). Off the reactor:
-    /// it walks every record.
-    pub(super) async fn reconcile_quotas(
-        &self,
-        since: u64,
-        records: Vec<UploadRecord>,
-    ) -> Result<Vec<UploadRecord>, Error> {
-        let quota = self.quota.clone();
-        blocking(move || {
-            quota.reconcile(since, &records);
-            Ok(records)
-        })
-        .await
-    }
-
-    /// Forgets an upload that a rejection just destroyed.
-    pub(super) fn forget_if_rejected<T>(&self, record: &UploadRecord, result: &Result<T, Error>) {
-        if let Err(Error::Rejected(_)) = result {
-            self.quota.forget(record);
-        }
-    }
-}
-
 /// What a request on an upload needs known, before its record moves into
 /// the write stage, to tell whether it completes (and so commits) it.
 pub struct Completion {
@@ -479,35 +483,6 @@ impl Completion {
             offset: record.offset,
             commits: matches!(record.kind, crate::staging::UploadKind::Regular)
                 && !record.is_committed(),
-        }
-    }
-}
-
-impl Quotas {
-    /// At the end of a request body: when it completes a regular upload,
-    /// admits the commit (hold the ticket until the request settled), or
-    /// turns the ending into a refusal. The refused upload keeps every byte
-    /// that arrived, unless its chunk carries a checksum, which makes the
-    /// chunk all or nothing as for any interruption.
-    pub fn admit_completion(
-        &self,
-        completion: &Completion,
-        meter: &Meter,
-        ending: Ending,
-    ) -> (Ending, Option<CommitTicket<'_>>) {
-        let completes = matches!(ending, Ending::Complete { .. })
-            && completion.commits
-            && completion.length == Some(completion.offset + meter.received());
-        if !completes {
-            return (ending, None);
-        }
-        let bytes = completion.offset + meter.received();
-        match self.begin_commit(&completion.tenant, bytes) {
-            Ok(ticket) => (ending, Some(ticket)),
-            Err(exceeded) => (
-                Ending::Interrupted(Error::QuotaExceeded(exceeded)),
-                None,
-            ),
         }
     }
 }
@@ -608,6 +583,38 @@ impl MeterStream {
     }
 }
 
+impl Ingest {
+    /// Wires in the limits in force, for each tenant's quota. Unset (tests
+    /// that build ingest alone), no quota applies; usage is kept all the
+    /// same.
+    pub fn set_limits(&self, limits: Arc<LiveLimits>) {
+        self.quota.set_limits(limits);
+    }
+
+    /// Reconciles the usage book with `records`, read after the book's
+    /// clock showed `since` (see [`Quotas::reconcile`]). Off the reactor:
+    /// it walks every record.
+    pub(super) async fn reconcile_quotas(
+        &self,
+        since: u64,
+        records: Vec<UploadRecord>,
+    ) -> Result<Vec<UploadRecord>, Error> {
+        let quota = self.quota.clone();
+        blocking(move || {
+            quota.reconcile(since, &records);
+            Ok(records)
+        })
+        .await
+    }
+
+    /// Forgets an upload that a rejection just destroyed.
+    pub(super) fn forget_if_rejected<T>(&self, record: &UploadRecord, result: &Result<T, Error>) {
+        if let Err(Error::Rejected(_)) = result {
+            self.quota.forget(record);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,7 +673,10 @@ mod tests {
         quotas.track(&record(1, "a", 60, false));
         assert_eq!(used(&quotas, "a"), (0, 60));
         let err = quotas.check_new("a", Some(41)).unwrap_err();
-        assert_eq!((err.check, err.used, err.needed), (QuotaCheck::Creation, 60, 41));
+        assert_eq!(
+            (err.check, err.used, err.needed),
+            (QuotaCheck::Creation, 60, 41)
+        );
         quotas.track(&record(1, "a", 60, true));
         assert_eq!(used(&quotas, "a"), (60, 0));
         quotas.check_new("b", Some(100)).unwrap();
@@ -678,6 +688,7 @@ mod tests {
     #[test]
     fn a_deferred_upload_needs_room_for_a_byte() {
         let quotas = quotas(10);
+        quotas.track(&record(1, "a", 0, false));
         quotas.track(&record(1, "a", 10, true));
         assert!(quotas.check_new("a", None).is_err());
         assert!(quotas.check_new("a", Some(0)).is_ok());
@@ -730,6 +741,11 @@ mod tests {
         assert_eq!(used(&quotas, "quiet"), (7, 0));
         assert_eq!(used(&quotas, "busy"), (0, 20));
         assert_eq!(used(&quotas, "new"), (0, 5));
-        assert!(!quotas.book().uploads.contains_key(&UploadId::from_bytes([1; 16])));
+        assert!(
+            !quotas
+                .book()
+                .uploads
+                .contains_key(&UploadId::from_bytes([1; 16]))
+        );
     }
 }

@@ -150,7 +150,11 @@ fn segment_list(indexes: &[u64]) -> String {
 pub enum OpenError {
     #[error("{} is not a strongroom data dir (no index/)", .0.display())]
     NotADataDir(PathBuf),
-    #[error("{} has no key files in keys/ (a data dir whose keys are in a PKCS#11 token needs its config: --config)", .0.display())]
+    #[error(
+        "{} has no key files in keys/ (an offline scrub reads key files; keys kept in a \
+         PKCS#11 token are not supported here)",
+        .0.display()
+    )]
     NoKeyFiles(PathBuf),
     #[error(
         "the index in {} is locked: a strongroom server is running on this data dir; \

@@ -412,13 +412,22 @@ mod tests {
         assert!(err.contains("line 4"), "{err}");
         assert!(err.contains("share must be from 1"), "{err}");
         let err = message("[defaults.limits]\nuploads_per_second = -1\n");
-        assert!(err.contains("line 2") && err.contains("uploads_per_second"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("uploads_per_second"),
+            "{err}"
+        );
         let err = message("[defaults.limits]\nrequests_burst = 0\n");
         assert!(err.contains("requests_burst must be from 1"), "{err}");
         let err = message("[tenants.acme.limits]\ningress_bytes_per_second = \"1MiB\"\n");
-        assert!(err.contains("line 2") && err.contains("appliance-wide"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("appliance-wide"),
+            "{err}"
+        );
         let err = message("[defaults.limits]\nrequests_per_sec = 3\n");
-        assert!(err.contains("line 2") && err.contains("requests_per_sec"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("requests_per_sec"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! bucket's own arithmetic.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -134,6 +134,8 @@ pub struct Limiter {
     tenants: Mutex<HashMap<String, Arc<Tenant>>>,
     /// Shared by tenants past `MAX_TENANTS`.
     overflow: Arc<Tenant>,
+    /// The overflow is logged once, not per request.
+    overflow_logged: AtomicBool,
     /// Sum of the shares of the tenants receiving an upload now: the
     /// denominator of every tenant's part of the ingress rate.
     active_weight: AtomicU64,
@@ -245,6 +247,7 @@ impl Limiter {
             live,
             tenants: Mutex::new(HashMap::new()),
             overflow,
+            overflow_logged: AtomicBool::new(false),
             active_weight: AtomicU64::new(0),
         })
     }
@@ -325,10 +328,12 @@ impl Limiter {
             tenants.retain(|_, tenant| Arc::strong_count(tenant) > 1 || !is_idle(tenant, now));
         }
         if tenants.len() >= MAX_TENANTS {
-            tracing::warn!(
-                max = MAX_TENANTS,
-                "limiter table full: tenants beyond it share one set of limits"
-            );
+            if !self.overflow_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max = MAX_TENANTS,
+                    "limiter table full: tenants beyond it share one set of buckets"
+                );
+            }
             return self.overflow.clone();
         }
         let tenant = Arc::new(Tenant::new(limits, now));
@@ -343,7 +348,11 @@ impl Limiter {
         if total == 0 {
             return 0.0;
         }
-        let all = self.active_weight.load(Ordering::Relaxed).max(weight).max(1);
+        let all = self
+            .active_weight
+            .load(Ordering::Relaxed)
+            .max(weight)
+            .max(1);
         total as f64 * weight.max(1) as f64 / all as f64
     }
 
@@ -561,6 +570,19 @@ mod tests {
         drop(heavy);
         assert_eq!(limiter.ingress_rate(1), 4000.0);
         drop(light);
+    }
+
+    #[test]
+    fn the_tenant_table_is_bounded() {
+        let limiter = limiter(rated(0.001, 1), 0);
+        for n in 0..MAX_TENANTS {
+            limiter.admit(&format!("t{n}"), Demand::REQUEST).unwrap();
+        }
+        // None is idle yet: the next one shares the overflow buckets, which
+        // still limit.
+        limiter.admit("late", Demand::REQUEST).unwrap();
+        assert!(limiter.admit("later", Demand::REQUEST).is_err());
+        assert_eq!(limiter.tenants.lock().unwrap().len(), MAX_TENANTS);
     }
 
     #[test]

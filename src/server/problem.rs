@@ -300,11 +300,15 @@ fn quota_exceeded(exceeded: &ingest::QuotaExceeded) -> Problem {
         ingest::QuotaCheck::Body => "body",
         ingest::QuotaCheck::Finalize => "finalize",
     };
-    Problem::new(StatusCode::FORBIDDEN, "quota_exceeded", exceeded.to_string())
-        .with("quota_bytes", exceeded.quota)
-        .with("used_bytes", exceeded.used)
-        .with("needed_bytes", exceeded.needed)
-        .with("check", check)
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "quota_exceeded",
+        exceeded.to_string(),
+    )
+    .with("quota_bytes", exceeded.quota)
+    .with("used_bytes", exceeded.used)
+    .with("needed_bytes", exceeded.needed)
+    .with("check", check)
 }
 
 /// 429 for a tenant's request rate, new-upload rate or upload bodies at

@@ -6,6 +6,7 @@
 //! (the listener calls `accept` in each connection's task) and never puts
 //! key material in a log line or an error.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -159,9 +160,11 @@ impl Tls {
     }
 
     /// Re-reads the certificate and key every `reload_interval` when they
-    /// changed, and on SIGHUP whether or not they did. Runs until its owner
-    /// (the listener) aborts it.
-    pub async fn watch(self: Arc<Self>) {
+    /// changed, and on SIGHUP whether or not they did. The SIGHUP handler is
+    /// installed before this returns, so once the listener accepts, a
+    /// SIGHUP reloads instead of ending the process. The future runs until
+    /// its owner (the listener) aborts it.
+    pub fn watch(self: Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangups = match signal(SignalKind::hangup()) {
             Ok(hangups) => Some(hangups),
@@ -170,18 +173,20 @@ impl Tls {
                 None
             }
         };
-        let mut ticks = tokio::time::interval(self.reload_interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate, and the files were just read.
-        ticks.tick().await;
-        loop {
-            let forced = tokio::select! {
-                _ = ticks.tick() => false,
-                Some(()) = hangup(&mut hangups) => true,
-            };
-            let tls = self.clone();
-            if let Err(err) = tokio::task::spawn_blocking(move || tls.reload(forced)).await {
-                tracing::warn!(error = %err, "tls certificate check stopped");
+        async move {
+            let mut ticks = tokio::time::interval(self.reload_interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate, and the files were just read.
+            ticks.tick().await;
+            loop {
+                let forced = tokio::select! {
+                    _ = ticks.tick() => false,
+                    Some(()) = hangup(&mut hangups) => true,
+                };
+                let tls = self.clone();
+                if let Err(err) = tokio::task::spawn_blocking(move || tls.reload(forced)).await {
+                    tracing::warn!(error = %err, "tls certificate check stopped");
+                }
             }
         }
     }
