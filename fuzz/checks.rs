@@ -25,8 +25,8 @@ use std::sync::OnceLock;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use strongroom::config::{self, Config};
 use strongroom::crypto::{
-    self, Aead, Dek, HEADER_LEN, KeyProvider as _, LocalKeyring, ObjectKeys, SEGMENT_SIZE,
-    WrappedDek,
+    self, Aead, Dek, Generation, HEADER_LEN, KeyProvider as _, LocalKeyring, ObjectKeys,
+    SEGMENT_SIZE, WrappedDek,
 };
 use strongroom::id::UploadId;
 use strongroom::store::{ByteRange, RangeRequest, parse_range};
@@ -397,15 +397,16 @@ pub fn pattern(index: u64, len: usize) -> Vec<u8> {
     (0..len).map(|i| ((base + i * 31) % 251) as u8).collect()
 }
 
-/// A committed object's file: header, full segments, final segment.
-pub fn seal_object(keys: &ObjectKeys, plaintext: &[u8]) -> Vec<u8> {
+/// A committed object's file: header, full segments, final segment, all
+/// sealed under `generation`.
+pub fn seal_object(keys: &ObjectKeys, generation: Generation, plaintext: &[u8]) -> Vec<u8> {
     let mut file = keys.header_bytes().to_vec();
     let mut chunks = plaintext.chunks_exact(SEGMENT_SIZE);
     for (index, chunk) in chunks.by_ref().enumerate() {
-        keys.seal_segment(index as u64, false, chunk, &mut file);
+        keys.seal_segment(index as u64, generation, false, chunk, &mut file);
     }
     let full = plaintext.len() / SEGMENT_SIZE;
-    keys.seal_segment(full as u64, true, chunks.remainder(), &mut file);
+    keys.seal_segment(full as u64, generation, true, chunks.remainder(), &mut file);
     file
 }
 
@@ -423,8 +424,13 @@ pub fn object_plaintext(length: usize) -> Vec<u8> {
 
 /// Opens a committed object of `length` bytes as the store would: the file
 /// must be exactly as long as the layout says, the header must open under
-/// `dek`, and every segment must open in its place.
-pub fn open_object(dek: &Dek, length: u64, file: &[u8]) -> Result<Vec<u8>, String> {
+/// `dek`, and every segment must open in its place under `generation`.
+pub fn open_object(
+    dek: &Dek,
+    length: u64,
+    generation: Generation,
+    file: &[u8],
+) -> Result<Vec<u8>, String> {
     if file.len() as u64 != crypto::committed_file_len(length) {
         return Err("file length does not match the object length".into());
     }
@@ -441,7 +447,7 @@ pub fn open_object(dek: &Dek, length: u64, file: &[u8]) -> Result<Vec<u8>, Strin
         let start = crypto::segment_offset(index) as usize;
         let mut sealed = file[start..start + crypto::sealed_len(len)].to_vec();
         let opened = keys
-            .open_segment(index, is_final, &mut sealed)
+            .open_segment(index, generation, is_final, &mut sealed)
             .map_err(|e| e.to_string())?;
         plaintext.extend_from_slice(opened);
     }
@@ -477,12 +483,16 @@ impl<'a> Cursor<'a> {
 /// opens must hold [`pattern`] plaintext for its index, which only records
 /// sealed by these tests do: random bytes never open.
 ///
+/// Raw records are opened under write generation 0 (the only one sealed
+/// records in the seeds have).
+///
 /// Structured mode (bit 0 set): bits 1-2 of byte 0 give the full segments
-/// (0 to 2), bit 3 picks a tail record instead of an object; bytes 1-2 the
-/// remaining length (u16), byte 3 a tail's index. The plaintext is sealed,
-/// then up to 16 mutations `op u8, pos u24, val u8` are applied (see
-/// [`mutate`]); opening must give the plaintext back exactly when the
-/// mutations changed nothing, and fail otherwise.
+/// (0 to 2), bit 3 picks a tail record instead of an object, bits 5-6 the
+/// write generation it is sealed under; bytes 1-2 the remaining length
+/// (u16), byte 3 a tail's index. The plaintext is sealed, then up to 16
+/// mutations `op u8, pos u24, val u8` are applied (see [`mutate`]); opening
+/// must give the plaintext back exactly when the mutations changed nothing,
+/// and fail otherwise.
 pub fn check_seg1_reader(data: &[u8]) {
     let mut input = Cursor(data);
     let Some(mode) = input.byte() else {
@@ -513,10 +523,10 @@ fn check_seg1_raw(aead: Aead, mut input: Cursor<'_>) {
         let (index, sealed) = (u64::from(index), input.take(len as usize));
         let plaintext = if flags & 1 == 0 {
             let mut copy = sealed.to_vec();
-            let opened = keys.open_segment(index, flags & 2 != 0, &mut copy);
+            let opened = keys.open_segment(index, Generation::INITIAL, flags & 2 != 0, &mut copy);
             opened.map(<[u8]>::to_vec)
         } else {
-            keys.open_tail(index, sealed)
+            keys.open_tail(index, Generation::INITIAL, sealed)
         };
         if let Ok(plaintext) = plaintext {
             assert_eq!(
@@ -532,15 +542,20 @@ fn check_seg1_mutated(mode: u8, aead: Aead, mut input: Cursor<'_>) {
     let full = u64::from(mode >> 1 & 3) % 3;
     let rest = input.be(2).unwrap_or_default();
     let keys = fixed_keys(aead);
+    let generation = Generation(u64::from(mode >> 5 & 3));
+    let mut open_generation = generation;
     if mode & 8 != 0 {
         let index = u64::from(input.byte().unwrap_or_default());
         let plaintext = pattern(index, rest.max(1) as usize);
-        let sealed = keys.seal_tail(index, &plaintext);
+        let sealed = keys.seal_tail(index, generation, &plaintext);
         let (mut bytes, mut open_index) = (sealed.clone(), index);
-        let mut relabel = |val: u8, _pos: usize| open_index ^= u64::from(val);
+        let mut relabel = |val: u8, pos: usize| match pos % 2 {
+            0 => open_index ^= u64::from(val),
+            _ => open_generation.0 ^= u64::from(val),
+        };
         mutate(&mut bytes, &mut input, None, &mut relabel);
-        let opened = keys.open_tail(open_index, &bytes);
-        if bytes == sealed && open_index == index {
+        let opened = keys.open_tail(open_index, open_generation, &bytes);
+        if bytes == sealed && open_index == index && open_generation == generation {
             assert_eq!(opened.expect("untouched tail opens"), plaintext);
         } else {
             assert!(opened.is_err(), "tampered tail record opened");
@@ -548,12 +563,15 @@ fn check_seg1_mutated(mode: u8, aead: Aead, mut input: Cursor<'_>) {
     } else {
         let length = full * SEGMENT_SIZE as u64 + rest;
         let plaintext = object_plaintext(length as usize);
-        let file = seal_object(keys, &plaintext);
+        let file = seal_object(keys, generation, &plaintext);
         let (mut bytes, mut claimed) = (file.clone(), length);
-        let mut relabel = |val: u8, pos: usize| claimed ^= u64::from(val) << (8 * (pos % 3));
+        let mut relabel = |val: u8, pos: usize| match pos % 4 {
+            3 => open_generation.0 ^= u64::from(val),
+            byte => claimed ^= u64::from(val) << (8 * byte),
+        };
         mutate(&mut bytes, &mut input, Some(aead), &mut relabel);
-        let opened = open_object(fixed_dek(), claimed, &bytes);
-        if bytes == file && claimed == length {
+        let opened = open_object(fixed_dek(), claimed, open_generation, &bytes);
+        if bytes == file && claimed == length && open_generation == generation {
             assert!(opened == Ok(plaintext), "untouched object does not open");
         } else {
             assert!(opened.is_err(), "tampered object opened");
@@ -563,7 +581,7 @@ fn check_seg1_mutated(mode: u8, aead: Aead, mut input: Cursor<'_>) {
 
 /// Applies the mutations left in `input` to `bytes`. Ops (op % 7): 0 xor a
 /// byte, 1 truncate, 2 insert a byte, 3 remove a byte, 4 swap two full
-/// segments, 5 `relabel` (claim another length or index), 6 put in the
+/// segments, 5 `relabel` (claim another length, index or generation), 6 put in the
 /// genuine header of the other AEAD. `aead` is `None` for a tail record.
 fn mutate(
     bytes: &mut Vec<u8>,

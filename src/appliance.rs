@@ -129,7 +129,8 @@ impl Appliance {
         let admin_addr = admin_listener
             .local_addr()
             .expect("bound listener has an address");
-        if !auth.enforcing() && !(public_addr.ip().is_loopback() && admin_addr.ip().is_loopback()) {
+        let all_loopback = public_addr.ip().is_loopback() && admin_addr.ip().is_loopback();
+        if !auth.enforcing() && !all_loopback {
             return Err(Error::OpenNonLoopback);
         }
         let app = App::new(
@@ -359,7 +360,10 @@ impl PolicyControl for PolicyWithLimits {
 
 /// Opens the audit log (recovering it after a crash) and the manifest
 /// signing key (`<data_dir>/manifest.key`), creating both on first start.
-async fn open_records(config: &Config, data_dir: &std::path::Path) -> Result<server::Records, Error> {
+async fn open_records(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Result<server::Records, Error> {
     let origin = config.audit.origin.clone();
     let on_failure = config.audit.on_failure;
     let data_dir = data_dir.to_owned();

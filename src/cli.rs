@@ -185,8 +185,10 @@ pub enum TenantCommand {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
-    /// Remove a tenant and revoke its API keys. Its objects and keys stay
-    /// until they are deleted.
+    /// Remove a tenant from the credential store: its API keys and tokens
+    /// stop working at once. Its objects and KEKs stay; to destroy them
+    /// (crypto-shredding) use `DELETE /admin/tenants/<name>` on the admin
+    /// listener, which does both.
     Remove {
         name: String,
         #[arg(long, default_value = DEFAULT_DATA_DIR)]

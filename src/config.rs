@@ -713,7 +713,8 @@ mod tests {
         let config = parse("").unwrap();
         assert_eq!(config.audit.on_failure, crate::audit::OnFailure::Refuse);
         assert_eq!(config.audit.origin, "strongroom/audit");
-        let config = parse("[audit]\non_failure = \"log\"\norigin = \"a.example/audit\"\n").unwrap();
+        let config =
+            parse("[audit]\non_failure = \"log\"\norigin = \"a.example/audit\"\n").unwrap();
         assert_eq!(config.audit.on_failure, crate::audit::OnFailure::Log);
         assert!(parse("[audit]\non_failure = \"ignore\"\n").is_err());
         let err = parse("[audit]\norigin = \"a+b\"\n").unwrap_err();

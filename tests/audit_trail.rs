@@ -21,8 +21,7 @@ use strongroom::audit;
 use crate::support::process::Binary;
 use crate::support::*;
 
-pub const EICAR: &[u8] =
-    br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 /// Far above any command here; a command still running then is killed and
 /// the test fails instead of hanging.
@@ -89,7 +88,10 @@ pub async fn send_as(
     body: Vec<u8>,
 ) -> Reply {
     let bearer = format!("Bearer {token}");
-    let mut headers = vec![("Authorization", bearer.as_str()), ("X-Request-Id", request_id)];
+    let mut headers = vec![
+        ("Authorization", bearer.as_str()),
+        ("X-Request-Id", request_id),
+    ];
     headers.extend_from_slice(extra);
     let reply = server.send(method, path, &headers, body).await;
     assert_eq!(
@@ -190,7 +192,10 @@ fn find<'a>(records: &'a [Value], kind: &str, request: &str) -> &'a Value {
                 .iter()
                 .map(|r| format!("{} {} {}", r["i"], r["kind"], r["request"]))
                 .collect();
-            panic!("no {kind} record for request {request}; records:\n{}", seen.join("\n"))
+            panic!(
+                "no {kind} record for request {request}; records:\n{}",
+                seen.join("\n")
+            )
         })
 }
 
@@ -228,6 +233,21 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     )
     .await
     .assert_problem(401, "token_invalid");
+    // No credential at all: refused, and not recorded (nobody can make the
+    // appliance fsync a record per request without one).
+    server
+        .send(
+            "POST",
+            "/files/",
+            &[
+                TUS,
+                ("Upload-Length", "5"),
+                ("X-Request-Id", "t-no-credential"),
+            ],
+            Vec::new(),
+        )
+        .await
+        .assert_problem(401, "authentication_required");
 
     // Create, two PATCHes; the second commits. Text: random bytes would
     // be quarantined for their entropy.
@@ -298,9 +318,17 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     .await;
     got.assert_status(200);
     assert_eq!(got.body, data);
-    send_as(&server, &token, "t-delete", "DELETE", &path, &[TUS], Vec::new())
-        .await
-        .assert_status(204);
+    send_as(
+        &server,
+        &token,
+        "t-delete",
+        "DELETE",
+        &path,
+        &[TUS],
+        Vec::new(),
+    )
+    .await
+    .assert_status(204);
 
     // Rejected: EICAR in the only PATCH.
     let mut infected = b"plain words for a plain text file\n".repeat(3000);
@@ -342,7 +370,11 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
         "t-create-elf",
         "POST",
         "/files/",
-        &[TUS, ("Upload-Length", "100000"), ("Upload-Metadata", &pdf_meta)],
+        &[
+            TUS,
+            ("Upload-Length", "100000"),
+            ("Upload-Metadata", &pdf_meta),
+        ],
         Vec::new(),
     )
     .await;
@@ -399,7 +431,10 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     let total = log.stats().records;
     let deadline = Instant::now() + CHECKPOINT_WAIT;
     while log.latest_checkpoint().map_or(0, |c| c.size()) < total {
-        assert!(Instant::now() < deadline, "no checkpoint covers {total} records");
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint covers {total} records"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let data_dir = server.data_dir();
@@ -426,14 +461,23 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     verify(&export).assert_code(0).assert_stdout("ok:");
 
     let records = read_records(&export.join(audit::RECORDS_FILE));
-    assert!(records.len() as u64 >= total, "the export holds every record");
+    assert!(
+        records.len() as u64 >= total,
+        "the export holds every record"
+    );
     let token_record = find(&records, "token_issue", "t-token");
     assert_eq!(token_record["subject"], token_id.as_str());
     assert_eq!(token_record["tenant"], "default");
     let failure = find(&records, "auth_failure", "t-bad-auth");
     assert_eq!(failure["outcome"], "denied");
     assert_eq!(failure["reason"], "token_invalid");
-    assert!(failure["actor"].as_str().unwrap().starts_with("ip:127.0.0.1"));
+    assert!(
+        failure["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("ip:127.0.0.1")
+    );
+    assert!(records.iter().all(|r| r["request"] != "t-no-credential"));
     let create = find(&records, "create", "t-create");
     assert_eq!(create["upload"], id.as_str());
     assert_eq!(create["size"], 150_000);
@@ -453,8 +497,15 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
         .filter(|r| r["kind"] == "verdict" && r["request"] == "t-patch-2")
         .collect();
     assert_eq!(verdicts.len(), 3, "one per plugin: {verdicts:?}");
-    assert!(verdicts.iter().all(|r| r["i"].as_u64() < Some(commit_index)));
-    assert_eq!(find(&records, "download", "t-download")["upload"], id.as_str());
+    assert!(
+        verdicts
+            .iter()
+            .all(|r| r["i"].as_u64() < Some(commit_index))
+    );
+    assert_eq!(
+        find(&records, "download", "t-download")["upload"],
+        id.as_str()
+    );
     assert_eq!(find(&records, "delete", "t-delete")["outcome"], "ok");
     let refused = find(&records, "resume", "t-patch-eicar");
     assert_eq!(
@@ -466,8 +517,14 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
     assert_eq!(reject["reason"], "malware-signature");
     let hold = find(&records, "quarantine", "t-patch-elf");
     assert_eq!(hold["subject"], "content-inspector");
-    assert_eq!(find(&records, "commit", "t-patch-elf")["reason"], "quarantined");
-    assert_eq!(find(&records, "token_revoke", "t-revoke")["subject"], token_id.as_str());
+    assert_eq!(
+        find(&records, "commit", "t-patch-elf")["reason"],
+        "quarantined"
+    );
+    assert_eq!(
+        find(&records, "token_revoke", "t-revoke")["subject"],
+        token_id.as_str()
+    );
     let reload = find(&records, "policy_reload", "t-reload");
     assert!(reload["actor"].as_str().unwrap().starts_with("token:"));
     // The rotation request, and the rotation itself per tenant with the
@@ -477,8 +534,12 @@ async fn every_request_and_state_change_is_recorded_and_the_export_verifies() {
         .filter(|r| r["kind"] == "key_rotation" && r["request"] == "t-rotate")
         .collect();
     assert_eq!(rotations.len(), 2, "{rotations:?}");
-    assert!(rotations.iter().any(|r| r["tenant"] == "default"
-        && r["subject"].as_str().is_some_and(|kek| kek.starts_with("local:default:v"))));
+    assert!(rotations.iter().any(|r| {
+        r["tenant"] == "default"
+            && r["subject"]
+                .as_str()
+                .is_some_and(|kek| kek.starts_with("local:default:v"))
+    }));
 
     // Nothing secret, and no filename, in any form.
     let text = std::fs::read_to_string(audit::dir(&data_dir).join(audit::RECORDS_FILE)).unwrap();
@@ -552,7 +613,10 @@ async fn a_record_is_on_disk_when_its_response_arrives() {
     let config = dir.path().join("strongroom.toml");
     std::fs::write(
         &config,
-        format!("[storage]\ndata_dir = {:?}\n", data_dir.display().to_string()),
+        format!(
+            "[storage]\ndata_dir = {:?}\n",
+            data_dir.display().to_string()
+        ),
     )
     .unwrap();
     let log = dir.path().join("server.log");
@@ -625,7 +689,10 @@ async fn a_policy_reload_by_sighup_is_recorded() {
         if let Some(reload) = records.iter().find(|r| r["kind"] == "policy_reload") {
             break reload.clone();
         }
-        assert!(Instant::now() < deadline, "no policy_reload record after SIGHUP");
+        assert!(
+            Instant::now() < deadline,
+            "no policy_reload record after SIGHUP"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(reload["actor"], "system");
@@ -715,7 +782,12 @@ fn audit_on(config: &mut strongroom::config::Config, mount: &Path) {
 async fn first_refusal(server: &TestServer) -> Reply {
     for _ in 0..200 {
         let reply = server
-            .send("POST", "/files/", &[TUS, ("Upload-Length", "1")], Vec::new())
+            .send(
+                "POST",
+                "/files/",
+                &[TUS, ("Upload-Length", "1")],
+                Vec::new(),
+            )
             .await;
         if reply.status != 201 {
             return reply;
@@ -792,7 +864,12 @@ async fn log_serves_requests_unrecorded_when_records_cannot_be_written() {
     // Keep going past the log's first failed write.
     for _ in 0..20 {
         server
-            .send("POST", "/files/", &[TUS, ("Upload-Length", "1")], Vec::new())
+            .send(
+                "POST",
+                "/files/",
+                &[TUS, ("Upload-Length", "1")],
+                Vec::new(),
+            )
             .await
             .assert_status(201);
     }
@@ -805,6 +882,9 @@ async fn log_serves_requests_unrecorded_when_records_cannot_be_written() {
     got.assert_status(200);
     assert_eq!(got.body, data);
     let after = server.appliance().records.trail.log().stats().records;
-    assert!(after < before + 20, "{before} then {after}: records were lost");
+    assert!(
+        after < before + 20,
+        "{before} then {after}: records were lost"
+    );
     drop(server);
 }

@@ -838,3 +838,50 @@ async fn first_start_shows_the_admin_key_once_and_no_secret_is_ever_logged() {
         "the key is stored only hashed"
     );
 }
+
+#[tokio::test]
+async fn deleting_a_tenant_ends_its_access_and_shreds_its_objects_only() {
+    let server = server().await;
+    let key = add_tenant(&server, "leaving");
+    let leaving = Client::new(&server, server.token(&key, &["upload:create"]).await);
+    let gone = leaving.created(4).await;
+    leaving.patch(&gone, 0, b"bye!").await.assert_offset(4);
+    let stays = Client::new(&server, server.admin_token(&["upload:create"]).await);
+    let kept = stays.created(4).await;
+    stays.patch(&kept, 0, b"stay").await.assert_offset(4);
+
+    let admin = server.admin_token(&["admin"]).await;
+    let answer = server
+        .http
+        .delete(server.admin_url("/admin/tenants/leaving"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let report: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(report["objects_removed"], 1, "{report}");
+    assert!(report["keys_destroyed"].as_u64().unwrap() >= 1, "{report}");
+
+    leaving.head(&gone).await.assert_status(401);
+    let record = server.appliance().ingest.census().await.unwrap();
+    assert_eq!(
+        record.records, 1,
+        "only the other tenant's object is left: {record:?}"
+    );
+    let reader = Client::new(
+        &server,
+        server
+            .admin_token(&[&format!("object:read:{}", id_of(&kept))])
+            .await,
+    );
+    assert_eq!(reader.get(&kept).await.body, b"stay");
+    let again = server
+        .http
+        .delete(server.admin_url("/admin/tenants/leaving"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method};
 use proptest::prelude::*;
-use strongroom::crypto::{Aead, Dek, ObjectKeys, SEGMENT_SIZE};
+use strongroom::crypto::{Aead, Dek, Generation, Generations, ObjectKeys, SEGMENT_SIZE};
 use strongroom::disk::{Disk, OpenMode, OsDisk};
 use strongroom::store::{Layout, PlainReader, RangeRequest, parse_range};
 use strongroom::tus::parse::{self as tus, Length, Metadata, Target, TusRequest};
@@ -83,12 +83,13 @@ fn write_seg1_seeds() {
     for (aead, name) in [(Aead::Aes256Gcm, "aes"), (Aead::ChaCha20Poly1305, "chacha")] {
         let keys = checks::fixed_keys(aead);
         for length in [0, 1000] {
-            let file = checks::seal_object(keys, &checks::object_plaintext(length));
+            let plaintext = checks::object_plaintext(length);
+            let file = checks::seal_object(keys, Generation::INITIAL, &plaintext);
             let (header, segment) = file.split_at(strongroom::crypto::HEADER_LEN);
             let bytes = raw(aead, header, &[(2, 0, segment)]);
             seeds.push((format!("raw-{name}-object-{length}"), bytes));
         }
-        let tail = keys.seal_tail(3, &checks::pattern(3, 100));
+        let tail = keys.seal_tail(3, Generation::INITIAL, &checks::pattern(3, 100));
         let bytes = raw(aead, keys.header_bytes(), &[(1, 3, &tail), (1, 4, &tail)]);
         seeds.push((format!("raw-{name}-tail"), bytes));
     }
@@ -103,19 +104,28 @@ fn write_seg1_seeds() {
     }
 }
 
-/// Seals `plaintext` as a committed object file in `dir` and opens it as the
-/// store does: keys from the file's header, segments through `PlainReader`.
-fn committed_reader(dir: &Path, plaintext: &[u8], aead: Aead) -> PlainReader {
+/// Seals `plaintext` as a committed object file in `dir`, each segment under
+/// the generation `generations` gives it, and opens it as the store does:
+/// keys from the file's header, segments through `PlainReader` reading
+/// `generations` (as it would from the object's record).
+fn committed_reader(
+    dir: &Path,
+    plaintext: &[u8],
+    aead: Aead,
+    generations: Generations,
+) -> PlainReader {
     let dek = Dek::generate();
     let id = [7u8; 16];
     let sealer = ObjectKeys::derive(&dek, id, aead);
     let mut sealed = sealer.header_bytes().to_vec();
     let full = plaintext.len() / SEGMENT_SIZE;
     for (index, chunk) in plaintext.chunks_exact(SEGMENT_SIZE).enumerate() {
-        sealer.seal_segment(index as u64, false, chunk, &mut sealed);
+        let generation = generations.of(index as u64);
+        sealer.seal_segment(index as u64, generation, false, chunk, &mut sealed);
     }
     sealer.seal_segment(
         full as u64,
+        generations.of(full as u64),
         true,
         &plaintext[full * SEGMENT_SIZE..],
         &mut sealed,
@@ -131,15 +141,21 @@ fn committed_reader(dir: &Path, plaintext: &[u8], aead: Aead) -> PlainReader {
     file.read_at(0, &mut header).expect("read header");
     let keys = ObjectKeys::open(&dek, id, &header).expect("header opens");
     let length = plaintext.len() as u64;
-    PlainReader::new(file, Arc::new(keys), Layout::Committed { length })
+    PlainReader::new(
+        file,
+        Arc::new(keys),
+        Layout::Committed { length },
+        generations,
+    )
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// A Range request, parsed as the download path parses it and streamed
-    /// through `PlainReader` from a real sealed file, yields exactly that
-    /// slice of the plaintext.
+    /// through `PlainReader` from a real sealed file whose segments were
+    /// sealed under several write generations (cuts during the upload),
+    /// yields exactly that slice of the plaintext.
     #[test]
     fn range_decrypt_equals_plaintext_slice(
         length in 0..=3 * SEGMENT_SIZE + 1,
@@ -147,11 +163,17 @@ proptest! {
         b in any::<prop::sample::Index>(),
         form in 0..3u8,
         chacha in any::<bool>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
     ) {
         let plaintext = checks::object_plaintext(length);
         let aead = if chacha { Aead::ChaCha20Poly1305 } else { Aead::Aes256Gcm };
         let dir = tempfile::tempdir().expect("temp dir");
-        let reader = committed_reader(dir.path(), &plaintext, aead);
+        let mut generations = Generations::default();
+        let segments = length / SEGMENT_SIZE + 1;
+        for cut in cuts {
+            generations.cut(cut.index(segments) as u64);
+        }
+        let reader = committed_reader(dir.path(), &plaintext, aead, generations);
 
         let (x, y) = (a.index(length + 1), b.index(length + 1));
         let (first, last) = (x.min(y), x.max(y));

@@ -88,7 +88,12 @@ async fn a_manifest_verifies_its_file_offline_and_nothing_else() {
     assert_eq!(served.header("content-type"), Some("application/json"));
 
     let key = server
-        .send("GET", "/.well-known/strongroom/manifest-key", &[], Vec::new())
+        .send(
+            "GET",
+            "/.well-known/strongroom/manifest-key",
+            &[],
+            Vec::new(),
+        )
         .await;
     key.assert_status(200);
     let key_text = String::from_utf8(key.body.clone()).unwrap();
@@ -115,7 +120,10 @@ async fn a_manifest_verifies_its_file_offline_and_nothing_else() {
     assert_eq!(facts["tenant"], "default");
     assert_eq!(facts["size"], 200_000);
     assert_eq!(facts["sha256"], sha256_hex(&data));
-    assert_eq!(facts["segments"], 4, "three full 64 KiB segments and a final one");
+    assert_eq!(
+        facts["segments"], 4,
+        "three full 64 KiB segments and a final one"
+    );
     assert!(
         facts["key_ids"][0]
             .as_str()
@@ -168,7 +176,9 @@ async fn a_manifest_verifies_its_file_offline_and_nothing_else() {
     // with the appliance's key id.
     let mallory_path = dir.path().join("mallory.key");
     let (mallory, _) = ManifestKey::open_or_create(&mallory_path).unwrap();
-    let facts = SignedManifest::from_value(document.clone()).unwrap().manifest;
+    let facts = SignedManifest::from_value(document.clone())
+        .unwrap()
+        .manifest;
     let mut forged = mallory.sign(facts);
     let other_key = dir.path().join("other-key.json");
     std::fs::write(&other_key, forged.to_value().to_string()).unwrap();
@@ -181,12 +191,18 @@ async fn a_manifest_verifies_its_file_offline_and_nothing_else() {
     // Another object's manifest.
     let other = text(200_001);
     let (other_id, _) = upload(&server, &uploader, &other, "other.txt").await;
-    let other_reader = server.admin_token(&[&format!("object:read:{other_id}")]).await;
+    let other_reader = server
+        .admin_token(&[&format!("object:read:{other_id}")])
+        .await;
     let other_manifest = dir.path().join("other.manifest.json");
     let served = manifest_of(&server, &other_reader, &other_id).await;
     served.assert_status(200);
     std::fs::write(&other_manifest, &served.body).unwrap();
-    rejected(&file, &other_manifest, &format!("MISMATCH with the manifest of object {other_id}"));
+    rejected(
+        &file,
+        &other_manifest,
+        &format!("MISMATCH with the manifest of object {other_id}"),
+    );
 
     // Errors that stop the check itself exit 1.
     verify(&file, &manifest, "not-a-key").assert_code(1);
@@ -241,15 +257,28 @@ async fn manifests_are_read_like_downloads() {
         Vec::new(),
     )
     .await;
-    let pending_id = pending.header("location").unwrap().rsplit('/').next().unwrap().to_owned();
-    let admin = server.admin_token(&[&format!("object:read:{pending_id}")]).await;
+    let pending_id = pending
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let admin = server
+        .admin_token(&[&format!("object:read:{pending_id}")])
+        .await;
     manifest_of(&server, &admin, &pending_id)
         .await
         .assert_problem(404, "object_not_found");
 
     // The key needs no credentials.
     server
-        .send("GET", "/.well-known/strongroom/manifest-key", &[], Vec::new())
+        .send(
+            "GET",
+            "/.well-known/strongroom/manifest-key",
+            &[],
+            Vec::new(),
+        )
         .await
         .assert_status(200);
 }

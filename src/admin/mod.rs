@@ -61,6 +61,11 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// The pipeline the admin API acts on.
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
     pub fn new(
         health: Arc<Health>,
         ingest: Arc<Ingest>,

@@ -586,11 +586,17 @@ mod tests {
 
     #[test]
     fn foreign_text_is_made_to_fit_its_field() {
-        assert_eq!(identifier("token:7f3a (key:01)"), Some("token:7f3a_(key:01)".into()));
+        assert_eq!(
+            identifier("token:7f3a (key:01)"),
+            Some("token:7f3a_(key:01)".into())
+        );
         assert_eq!(identifier("résumé"), Some("r_sum_".into()));
         assert_eq!(identifier(""), None);
         assert_eq!(identifier(&"x".repeat(300)).unwrap().len(), MAX_TEXT_LEN);
-        assert_eq!(reason_code("EICAR test-file"), Some("eicar_test-file".into()));
+        assert_eq!(
+            reason_code("EICAR test-file"),
+            Some("eicar_test-file".into())
+        );
         assert_eq!(reason_code(&"r".repeat(100)).unwrap().len(), MAX_REASON_LEN);
         assert_eq!(reason_code(""), None);
         for text in ["a b", "\u{1F600}", "\n"] {

@@ -398,7 +398,10 @@ impl Audit {
     }
 
     /// [`Audit::append_all`] on a blocking thread.
-    pub async fn append_all_async(self: &Arc<Self>, events: Vec<Event>) -> Result<Range<u64>, Error> {
+    pub async fn append_all_async(
+        self: &Arc<Self>,
+        events: Vec<Event>,
+    ) -> Result<Range<u64>, Error> {
         let audit = Arc::clone(self);
         match tokio::task::spawn_blocking(move || audit.append_all(&events)).await {
             Ok(result) => result,

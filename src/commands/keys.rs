@@ -125,7 +125,11 @@ fn print_listing(listing: &KeyListing, json: bool) {
         };
         println!(
             "{:<20} {:<40} {:<8} {:>8} {:>8}",
-            key.tenant, key.id, state, key.objects, key.uploads
+            key.tenant,
+            key.id.as_str(),
+            state,
+            key.objects,
+            key.uploads
         );
     }
     let missing = listing.records_under_missing_keys();

@@ -25,7 +25,10 @@ pub fn run_tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
         }
         TenantCommand::Remove { name, data_dir } => {
             store(&data_dir)?.remove_tenant(&name)?;
-            println!("tenant {name} removed and its API keys revoked");
+            println!(
+                "tenant {name} removed and its API keys revoked; its objects and keys remain \
+                 (DELETE /admin/tenants/{name} destroys them)"
+            );
         }
         TenantCommand::List { data_dir, json } => {
             let listing = store(&data_dir)?.list()?;

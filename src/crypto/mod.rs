@@ -27,8 +27,8 @@ pub use keys::{
     validate_tenant,
 };
 pub use seg1::{
-    Aead, HEADER_LEN, NONCE_LEN, ObjectKeys, SEALED_SEGMENT_LEN, SEGMENT_SIZE, TAG_LEN,
-    committed_file_len, sealed_len, segment_count, segment_offset,
+    Aead, Generation, Generations, HEADER_LEN, NONCE_LEN, ObjectKeys, SEALED_SEGMENT_LEN,
+    SEGMENT_SIZE, TAG_LEN, committed_file_len, sealed_len, segment_count, segment_offset,
 };
 pub use sign::ed25519_verify;
 

@@ -14,11 +14,21 @@
 //! header hash, its index, its final flag and its length: a segment moved to
 //! another position, another object or across the end of the object fails
 //! authentication.
+//!
+//! Write generations close the one replay those bindings leave open: a
+//! segment sealed for bytes that were later cut off (a discarded chunk)
+//! authenticates at its index as well as the segment sealed there since.
+//! Each cut starts a new [`Generation`] at the index it cut to, and the AAD
+//! of every segment and tail record binds the generation it was sealed
+//! under ([`Generations`] records which that is), so a segment from before
+//! the cut no longer opens. Generation 0 adds nothing to the AAD: objects
+//! sealed before generations existed open unchanged.
 
 use std::fmt;
 
 use ring::aead::{self, AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce};
 use ring::hkdf::{self, HKDF_SHA256, Salt};
+use serde::{Deserialize, Serialize};
 
 use super::Error;
 use super::digest::{constant_time_eq, random_array, sha256};
@@ -50,9 +60,12 @@ const COMMITMENT_INFO: &[u8] = b"strongroom seg1 key commitment";
 const SEGMENT_DOMAIN: u8 = b'S';
 const TAIL_DOMAIN: u8 = b'T';
 
-// header hash, index, [final flag], plaintext length, domain byte.
+// header hash, index, [final flag], plaintext length, domain byte, then the
+// generation unless it is 0.
 const SEGMENT_AAD_LEN: usize = 32 + 8 + 1 + 4 + 1;
 const TAIL_AAD_LEN: usize = 32 + 8 + 4 + 1;
+const GENERATION_LEN: usize = 8;
+const MAX_AAD_LEN: usize = SEGMENT_AAD_LEN + GENERATION_LEN;
 
 /// The AEAD sealing an object's segments, recorded in its header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -82,6 +95,143 @@ impl Aead {
         match self {
             Aead::Aes256Gcm => &AES_256_GCM,
             Aead::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+        }
+    }
+}
+
+/// A write generation of an upload's segments (see the module docs).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Generation(pub u64);
+
+impl Generation {
+    /// Every segment's generation until its upload's first cut, and that of
+    /// every segment sealed before generations existed.
+    pub const INITIAL: Generation = Generation(0);
+
+    fn is_initial(self) -> bool {
+        self == Generation::INITIAL
+    }
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which generation each segment of one upload or object was sealed under,
+/// and which its tail record was. Kept in the upload's record; readers open
+/// every segment with [`of`](Self::of) and the tail with
+/// [`tail`](Self::tail).
+///
+/// Invariant: a cut only ever removes a suffix of the segments (everything
+/// from the first byte not acknowledged), so the generation never decreases
+/// with the index. The map is a list of starts `(first index, generation)`,
+/// strictly increasing in both, with generation 0 before the first. A cut
+/// at index `i` drops the starts at or past `i` and adds `(i, g + 1)`, `g`
+/// being the highest generation so far: no index is ever sealed again under
+/// a generation it was sealed under before a cut. The list holds at most one
+/// start per cut and per segment, and repeated cuts at one index replace
+/// each other.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredGenerations", into = "StoredGenerations")]
+pub struct Generations {
+    starts: Vec<(u64, Generation)>,
+    tail: Generation,
+}
+
+impl Generations {
+    /// Generation 0 everywhere: no cut has happened.
+    pub fn is_initial(&self) -> bool {
+        self.starts.is_empty() && self.tail.is_initial()
+    }
+
+    /// The generation segment `index` is sealed under.
+    pub fn of(&self, index: u64) -> Generation {
+        let after = self.starts.partition_point(|&(first, _)| first <= index);
+        after
+            .checked_sub(1)
+            .map_or(Generation::INITIAL, |at| self.starts[at].1)
+    }
+
+    /// The generation the stored tail record was sealed under.
+    pub fn tail(&self) -> Generation {
+        self.tail
+    }
+
+    /// Notes that the tail record is now sealed under `generation`.
+    pub fn set_tail(&mut self, generation: Generation) {
+        self.tail = generation;
+    }
+
+    /// Starts a new generation at `first_index` because the segments from it
+    /// on are being cut off. The tail record keeps the generation it was
+    /// sealed under until it is sealed again.
+    pub fn cut(&mut self, first_index: u64) -> Generation {
+        // The highest generation is the last start's (strictly increasing).
+        // Reaching u64::MAX would take that many discarded chunks.
+        let highest = self.starts.last().map_or(Generation::INITIAL, |s| s.1);
+        let next = Generation(highest.0.saturating_add(1));
+        self.starts.retain(|&(first, _)| first < first_index);
+        self.starts.push((first_index, next));
+        next
+    }
+
+    /// `(first index, generation)` of every start, in order.
+    pub fn starts(&self) -> &[(u64, Generation)] {
+        &self.starts
+    }
+}
+
+/// How [`Generations`] is stored: checked on the way in, so a map that is
+/// not strictly increasing is a corrupt record, never a wrong generation.
+#[derive(Serialize, Deserialize)]
+struct StoredGenerations {
+    #[serde(default)]
+    starts: Vec<(u64, Generation)>,
+    #[serde(default)]
+    tail: Generation,
+}
+
+impl TryFrom<StoredGenerations> for Generations {
+    type Error = String;
+
+    fn try_from(stored: StoredGenerations) -> Result<Self, Self::Error> {
+        let mut previous: Option<(u64, Generation)> = None;
+        for &(first, generation) in &stored.starts {
+            let increasing = match previous {
+                None => generation > Generation::INITIAL,
+                Some((prev_first, prev_gen)) => first > prev_first && generation > prev_gen,
+            };
+            if !increasing {
+                return Err(format!(
+                    "generation starts must increase strictly (start ({first}, {generation}))"
+                ));
+            }
+            previous = Some((first, generation));
+        }
+        let highest = previous.map_or(Generation::INITIAL, |(_, g)| g);
+        if stored.tail > highest {
+            return Err(format!(
+                "tail generation {} is above the highest, {highest}",
+                stored.tail
+            ));
+        }
+        Ok(Generations {
+            starts: stored.starts,
+            tail: stored.tail,
+        })
+    }
+}
+
+impl From<Generations> for StoredGenerations {
+    fn from(generations: Generations) -> Self {
+        StoredGenerations {
+            starts: generations.starts,
+            tail: generations.tail,
         }
     }
 }
@@ -160,7 +310,8 @@ impl ObjectKeys {
         self.aead
     }
 
-    /// Appends segment `index`, sealed, to `out`: `nonce || ciphertext || tag`.
+    /// Appends segment `index`, sealed under `generation`, to `out`:
+    /// `nonce || ciphertext || tag`.
     ///
     /// The nonce is random rather than a counter because a resumed upload may
     /// seal the same index again with different bytes; a 96-bit random nonce
@@ -171,23 +322,31 @@ impl ObjectKeys {
     /// Unless a non-final segment holds exactly [`SEGMENT_SIZE`] bytes and a
     /// final one fewer: that is a caller bug, and catching it here beats
     /// finding an unreadable object later (see [`segment_count`]).
-    pub fn seal_segment(&self, index: u64, is_final: bool, plaintext: &[u8], out: &mut Vec<u8>) {
+    pub fn seal_segment(
+        &self,
+        index: u64,
+        generation: Generation,
+        is_final: bool,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         assert!(
             segment_len_is_valid(is_final, plaintext.len()),
             "segment {index} (final: {is_final}) must not hold {} bytes: \
              non-final segments hold exactly SEGMENT_SIZE, final ones fewer",
             plaintext.len()
         );
-        let aad = self.segment_aad(index, is_final, plaintext.len());
-        seal_into(&self.segment_key, &aad, plaintext, out);
+        let aad = self.segment_aad(index, generation, is_final, plaintext.len());
+        seal_into(&self.segment_key, aad.as_slice(), plaintext, out);
     }
 
-    /// Opens sealed segment `index` in place and returns its plaintext, a
-    /// subslice of `sealed`; no copy is made. On error nothing is returned
-    /// and the contents of `sealed` are unspecified.
+    /// Opens sealed segment `index` (sealed under `generation`) in place and
+    /// returns its plaintext, a subslice of `sealed`; no copy is made. On
+    /// error nothing is returned and the contents of `sealed` are unspecified.
     pub fn open_segment<'a>(
         &self,
         index: u64,
+        generation: Generation,
         is_final: bool,
         sealed: &'a mut [u8],
     ) -> Result<&'a [u8], Error> {
@@ -198,30 +357,36 @@ impl ObjectKeys {
         if !segment_len_is_valid(is_final, len) {
             return Err(integrity());
         }
-        let aad = self.segment_aad(index, is_final, len);
-        open_in_place(&self.segment_key, &aad, sealed).ok_or_else(integrity)
+        let aad = self.segment_aad(index, generation, is_final, len);
+        open_in_place(&self.segment_key, aad.as_slice(), sealed).ok_or_else(integrity)
     }
 
     /// Seals the tail record of an upload in progress: the `0 < len <
     /// SEGMENT_SIZE` bytes past its last full segment, which will become
-    /// segment `index` once more data or the commit arrives. A separate key
-    /// and domain keep a tail record from ever passing as a segment.
+    /// segment `index` once more data or the commit arrives, sealed under
+    /// `generation`. A separate key and domain keep a tail record from ever
+    /// passing as a segment.
     ///
     /// # Panics
     /// If `plaintext` is empty or not shorter than [`SEGMENT_SIZE`].
-    pub fn seal_tail(&self, index: u64, plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal_tail(&self, index: u64, generation: Generation, plaintext: &[u8]) -> Vec<u8> {
         assert!(
             !plaintext.is_empty() && plaintext.len() < SEGMENT_SIZE,
             "tail record {index} must hold 1 to SEGMENT_SIZE - 1 bytes"
         );
-        let aad = self.tail_aad(index, plaintext.len());
+        let aad = self.tail_aad(index, generation, plaintext.len());
         let mut out = Vec::with_capacity(sealed_len(plaintext.len()));
-        seal_into(&self.tail_key, &aad, plaintext, &mut out);
+        seal_into(&self.tail_key, aad.as_slice(), plaintext, &mut out);
         out
     }
 
-    /// Opens the tail record sealed for segment `index`.
-    pub fn open_tail(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Opens the tail record sealed for segment `index` under `generation`.
+    pub fn open_tail(
+        &self,
+        index: u64,
+        generation: Generation,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let integrity = || Error::Integrity {
             what: format!("tail record {index}"),
         };
@@ -229,43 +394,99 @@ impl ObjectKeys {
         if len == 0 || len >= SEGMENT_SIZE {
             return Err(integrity());
         }
-        let aad = self.tail_aad(index, len);
+        let aad = self.tail_aad(index, generation, len);
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(len);
         // Decrypting a copy of just the ciphertext keeps this to one copy.
         let mut plaintext = ciphertext.to_vec();
-        open_separate_tag(&self.tail_key, &aad, nonce, tag, &mut plaintext)
+        open_separate_tag(&self.tail_key, aad.as_slice(), nonce, tag, &mut plaintext)
             .ok_or_else(integrity)?;
         Ok(plaintext)
     }
 
-    fn segment_aad(&self, index: u64, is_final: bool, len: usize) -> [u8; SEGMENT_AAD_LEN] {
-        self.aad(index, &[u8::from(is_final)], len, SEGMENT_DOMAIN)
+    fn segment_aad(
+        &self,
+        index: u64,
+        generation: Generation,
+        is_final: bool,
+        len: usize,
+    ) -> AadBytes {
+        let aad = self.aad(
+            index,
+            generation,
+            &[u8::from(is_final)],
+            len,
+            SEGMENT_DOMAIN,
+        );
+        debug_assert_eq!(aad.len, aad_len(SEGMENT_AAD_LEN, generation));
+        aad
     }
 
-    fn tail_aad(&self, index: u64, len: usize) -> [u8; TAIL_AAD_LEN] {
-        self.aad(index, &[], len, TAIL_DOMAIN)
+    fn tail_aad(&self, index: u64, generation: Generation, len: usize) -> AadBytes {
+        let aad = self.aad(index, generation, &[], len, TAIL_DOMAIN);
+        debug_assert_eq!(aad.len, aad_len(TAIL_AAD_LEN, generation));
+        aad
     }
 
-    /// `header_hash || index (u64 BE) || flags || len (u32 BE) || domain`.
-    fn aad<const N: usize>(&self, index: u64, flags: &[u8], len: usize, domain: u8) -> [u8; N] {
+    /// `header_hash || index (u64 BE) || flags || len (u32 BE) || domain`,
+    /// then `generation (u64 BE)` unless it is 0. Generation 0 thus gives
+    /// the AAD of the original format, and any other generation an AAD 8
+    /// bytes longer (both AEADs authenticate the AAD's length), so the two
+    /// never coincide.
+    fn aad(
+        &self,
+        index: u64,
+        generation: Generation,
+        flags: &[u8],
+        len: usize,
+        domain: u8,
+    ) -> AadBytes {
         // Invariant: callers bound len by SEGMENT_SIZE, far below u32::MAX.
         let len = u32::try_from(len).expect("segment length fits in u32");
-        let mut aad = [0u8; N];
-        let parts: [&[u8]; 5] = [
+        let generation_bytes = generation.0.to_be_bytes();
+        let generation: &[u8] = if generation.is_initial() {
+            &[]
+        } else {
+            &generation_bytes
+        };
+        let mut aad = AadBytes {
+            bytes: [0u8; MAX_AAD_LEN],
+            len: 0,
+        };
+        let parts: [&[u8]; 6] = [
             &self.header_hash,
             &index.to_be_bytes(),
             flags,
             &len.to_be_bytes(),
             &[domain],
+            generation,
         ];
-        let mut at = 0;
         for part in parts {
-            aad[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
+            aad.bytes[aad.len..aad.len + part.len()].copy_from_slice(part);
+            aad.len += part.len();
         }
-        debug_assert_eq!(at, N, "aad length");
         aad
+    }
+}
+
+/// One AAD, on the stack: its length depends on the generation.
+struct AadBytes {
+    bytes: [u8; MAX_AAD_LEN],
+    len: usize,
+}
+
+impl AadBytes {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The AAD length of a record whose generation-0 AAD is `base` bytes.
+fn aad_len(base: usize, generation: Generation) -> usize {
+    if generation.is_initial() {
+        base
+    } else {
+        base + GENERATION_LEN
     }
 }
 
@@ -417,6 +638,29 @@ mod tests {
     use proptest::prelude::*;
 
     const OBJECT: [u8; 16] = [0x42; 16];
+    const G0: Generation = Generation::INITIAL;
+    const G1: Generation = Generation(1);
+
+    /// `(aead, header, segment 3 (final), tail record 2)` from an
+    /// independent implementation, DEK = 00 01 .. 1f, fixed nonces.
+    const FROZEN: [(Aead, &str, &str, &str); 2] = [
+        (
+            Aead::Aes256Gcm,
+            "5345473101010001000042424242424242424242424242424242497940b1c4905979aa3b\
+             1e07e3cbef5117a0c0ad99d0e73dee5afd5f4a0afb32000000000000",
+            "a0a1a2a3a4a5a6a7a8a9aaab05c8c94f426284b9b64a95d0b60a70798162f7a0f7a7e5e8\
+             c6d17e1c7c402cfe40fd1ab5236e50b7a36f5654bac2800f76",
+            "b0b1b2b3b4b5b6b7b8b9babb65302adb3b2dd7acd197c522c4d066c8148e821b2afd1b3d0680",
+        ),
+        (
+            Aead::ChaCha20Poly1305,
+            "5345473101020001000042424242424242424242424242424242497940b1c4905979aa3b\
+             1e07e3cbef5117a0c0ad99d0e73dee5afd5f4a0afb32000000000000",
+            "a0a1a2a3a4a5a6a7a8a9aaabdae7a02db2ab6df6e0498ac5699317e7b46c5683b08b8099\
+             43d51c4ceb0fa092f49d5a5665227c5be14e8a8dcd10185402",
+            "b0b1b2b3b4b5b6b7b8b9babba7449adf16ae0e4bffa4d7a73ac785b42eaeec24484579eff7f3",
+        ),
+    ];
 
     fn keys() -> ObjectKeys {
         ObjectKeys::derive(&Dek::generate(), OBJECT, Aead::default())
@@ -431,10 +675,10 @@ mod tests {
         let mut file = keys.header_bytes().to_vec();
         let full = plaintext.len() / SEGMENT_SIZE;
         for (index, chunk) in plaintext.chunks_exact(SEGMENT_SIZE).enumerate() {
-            keys.seal_segment(index as u64, false, chunk, &mut file);
+            keys.seal_segment(index as u64, G0, false, chunk, &mut file);
         }
         let rest = &plaintext[full * SEGMENT_SIZE..];
-        keys.seal_segment(full as u64, true, rest, &mut file);
+        keys.seal_segment(full as u64, G0, true, rest, &mut file);
         file
     }
 
@@ -451,7 +695,7 @@ mod tests {
         for index in first..=last {
             let mut sealed = file[segment_range(file.len(), index)].to_vec();
             let is_final = index + 1 == total;
-            plaintext.extend_from_slice(keys.open_segment(index, is_final, &mut sealed)?);
+            plaintext.extend_from_slice(keys.open_segment(index, G0, is_final, &mut sealed)?);
         }
         Ok(plaintext)
     }
@@ -467,6 +711,43 @@ mod tests {
 
     fn is_integrity<T: fmt::Debug>(result: Result<T, Error>) -> bool {
         matches!(result, Err(Error::Integrity { .. }))
+    }
+
+    /// The AAD of the format before generations existed, built from its
+    /// description rather than by the code under test.
+    fn original_aad(
+        keys: &ObjectKeys,
+        index: u64,
+        flags: &[u8],
+        len: usize,
+        domain: u8,
+    ) -> Vec<u8> {
+        let len = u32::try_from(len).unwrap().to_be_bytes();
+        [
+            &keys.header_hash()[..],
+            &index.to_be_bytes(),
+            flags,
+            &len,
+            &[domain],
+        ]
+        .concat()
+    }
+
+    /// One step of a writer: append segments, seal the tail record, or cut
+    /// back to an index (a discarded chunk, or recovery after a crash).
+    #[derive(Debug, Clone)]
+    enum Step {
+        Append(u8),
+        SealTail,
+        Cut(prop::sample::Index),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (1u8..5).prop_map(Step::Append),
+            Just(Step::SealTail),
+            any::<prop::sample::Index>().prop_map(Step::Cut),
+        ]
     }
 
     #[test]
@@ -556,8 +837,8 @@ mod tests {
     fn seals_use_fresh_nonces() {
         let keys = keys();
         let (mut first, mut second) = (Vec::new(), Vec::new());
-        keys.seal_segment(0, true, b"same", &mut first);
-        keys.seal_segment(0, true, b"same", &mut second);
+        keys.seal_segment(0, G0, true, b"same", &mut first);
+        keys.seal_segment(0, G0, true, b"same", &mut second);
         assert_ne!(first[..NONCE_LEN], second[..NONCE_LEN]);
         assert_ne!(first, second);
     }
@@ -566,22 +847,25 @@ mod tests {
     fn seal_appends_to_existing_buffer() {
         let keys = keys();
         let mut out = b"prefix".to_vec();
-        keys.seal_segment(3, true, b"data", &mut out);
+        keys.seal_segment(3, G0, true, b"data", &mut out);
         assert_eq!(&out[..6], b"prefix");
         assert_eq!(out.len(), 6 + sealed_len(4));
-        assert_eq!(keys.open_segment(3, true, &mut out[6..]).unwrap(), b"data");
+        assert_eq!(
+            keys.open_segment(3, G0, true, &mut out[6..]).unwrap(),
+            b"data"
+        );
     }
 
     #[test]
     fn every_bit_flip_in_a_small_segment_is_detected() {
         let keys = keys();
         let mut sealed = Vec::new();
-        keys.seal_segment(0, true, b"hello", &mut sealed);
+        keys.seal_segment(0, G0, true, b"hello", &mut sealed);
         for bit in 0..sealed.len() * 8 {
             let mut copy = sealed.clone();
             copy[bit / 8] ^= 1 << (bit % 8);
             assert!(
-                is_integrity(keys.open_segment(0, true, &mut copy)),
+                is_integrity(keys.open_segment(0, G0, true, &mut copy)),
                 "bit {bit}"
             );
         }
@@ -594,13 +878,13 @@ mod tests {
         let seg = |i: u64| file[segment_range(file.len(), i)].to_vec();
 
         // Swapped: segment 1's bytes opened as segment 0 and vice versa.
-        assert!(is_integrity(keys.open_segment(0, false, &mut seg(1))));
-        assert!(is_integrity(keys.open_segment(1, false, &mut seg(0))));
+        assert!(is_integrity(keys.open_segment(0, G0, false, &mut seg(1))));
+        assert!(is_integrity(keys.open_segment(1, G0, false, &mut seg(0))));
         // Wrong index.
-        assert!(is_integrity(keys.open_segment(5, true, &mut seg(2))));
+        assert!(is_integrity(keys.open_segment(5, G0, true, &mut seg(2))));
         // Final flag flipped either way.
-        assert!(is_integrity(keys.open_segment(2, false, &mut seg(2))));
-        assert!(is_integrity(keys.open_segment(1, true, &mut seg(1))));
+        assert!(is_integrity(keys.open_segment(2, G0, false, &mut seg(2))));
+        assert!(is_integrity(keys.open_segment(1, G0, true, &mut seg(1))));
     }
 
     #[test]
@@ -611,18 +895,18 @@ mod tests {
         for cut in [1, TAG_LEN, last.len() - NONCE_LEN, last.len()] {
             let keep = last.len() - cut;
             assert!(
-                is_integrity(keys.open_segment(1, true, &mut last[..keep])),
+                is_integrity(keys.open_segment(1, G0, true, &mut last[..keep])),
                 "{cut}"
             );
         }
         // Dropping the final segment entirely and calling a full one final.
         let mut first = file[segment_range(file.len(), 0)].to_vec();
-        assert!(is_integrity(keys.open_segment(0, true, &mut first)));
+        assert!(is_integrity(keys.open_segment(0, G0, true, &mut first)));
         // A whole file cut at a segment boundary no longer opens.
         let cut = &file[..segment_offset(1) as usize];
         assert!(is_integrity(open_object(&keys, cut)));
         last.clear();
-        assert!(is_integrity(keys.open_segment(1, true, &mut last)));
+        assert!(is_integrity(keys.open_segment(1, G0, true, &mut last)));
     }
 
     #[test]
@@ -634,58 +918,167 @@ mod tests {
         let other = keys();
         for sealer in [&same_dek, &other] {
             let mut sealed = Vec::new();
-            sealer.seal_segment(0, true, b"theirs", &mut sealed);
-            assert!(is_integrity(mine.open_segment(0, true, &mut sealed)));
+            sealer.seal_segment(0, G0, true, b"theirs", &mut sealed);
+            assert!(is_integrity(mine.open_segment(0, G0, true, &mut sealed)));
         }
     }
 
     #[test]
     #[should_panic(expected = "must not hold 5 bytes")]
     fn short_non_final_segment_panics() {
-        keys().seal_segment(0, false, b"short", &mut Vec::new());
+        keys().seal_segment(0, G0, false, b"short", &mut Vec::new());
     }
 
     #[test]
     #[should_panic(expected = "must not hold 65536 bytes")]
     fn full_final_segment_panics() {
-        keys().seal_segment(0, true, &pattern(SEGMENT_SIZE), &mut Vec::new());
+        keys().seal_segment(0, G0, true, &pattern(SEGMENT_SIZE), &mut Vec::new());
     }
 
     #[test]
     #[should_panic(expected = "must not hold 65537 bytes")]
     fn oversized_segment_panics() {
-        keys().seal_segment(0, true, &pattern(SEGMENT_SIZE + 1), &mut Vec::new());
+        keys().seal_segment(0, G0, true, &pattern(SEGMENT_SIZE + 1), &mut Vec::new());
     }
 
     #[test]
     fn tail_round_trip_and_tamper() {
         let keys = keys();
         for len in [1, 1000, SEGMENT_SIZE - 1] {
-            let sealed = keys.seal_tail(4, &pattern(len));
+            let sealed = keys.seal_tail(4, G0, &pattern(len));
             assert_eq!(sealed.len(), sealed_len(len));
-            assert_eq!(keys.open_tail(4, &sealed).unwrap(), pattern(len));
+            assert_eq!(keys.open_tail(4, G0, &sealed).unwrap(), pattern(len));
         }
-        let sealed = keys.seal_tail(4, b"tail bytes");
-        assert!(is_integrity(keys.open_tail(5, &sealed)));
-        assert!(is_integrity(keys.open_tail(4, &sealed[..sealed.len() - 1])));
-        assert!(is_integrity(
-            keys.open_tail(4, &sealed[..NONCE_LEN + TAG_LEN])
-        ));
+        let sealed = keys.seal_tail(4, G0, b"tail bytes");
+        assert!(is_integrity(keys.open_tail(5, G0, &sealed)));
+        assert!(is_integrity(keys.open_tail(
+            4,
+            G0,
+            &sealed[..sealed.len() - 1]
+        )));
+        assert!(is_integrity(keys.open_tail(
+            4,
+            G0,
+            &sealed[..NONCE_LEN + TAG_LEN]
+        )));
         for at in [0, NONCE_LEN, sealed.len() - 1] {
             let mut copy = sealed.clone();
             copy[at] ^= 1;
-            assert!(is_integrity(keys.open_tail(4, &copy)), "byte {at}");
+            assert!(is_integrity(keys.open_tail(4, G0, &copy)), "byte {at}");
         }
     }
 
     #[test]
     fn tails_and_segments_do_not_substitute() {
         let keys = keys();
-        let mut tail = keys.seal_tail(0, b"partial");
-        assert!(is_integrity(keys.open_segment(0, true, &mut tail)));
+        let mut tail = keys.seal_tail(0, G0, b"partial");
+        assert!(is_integrity(keys.open_segment(0, G0, true, &mut tail)));
         let mut segment = Vec::new();
-        keys.seal_segment(0, true, b"partial", &mut segment);
-        assert!(is_integrity(keys.open_tail(0, &segment)));
+        keys.seal_segment(0, G0, true, b"partial", &mut segment);
+        assert!(is_integrity(keys.open_tail(0, G0, &segment)));
+    }
+
+    /// Sealed by an independent implementation of the format as it was
+    /// before write generations existed: what is on disk today must keep
+    /// opening, byte for byte, at generation 0.
+    #[test]
+    fn frozen_vectors_of_the_original_format_open() {
+        let dek = Dek::from_slice(&(0u8..32).collect::<Vec<u8>>()).unwrap();
+        for (aead, header, segment, tail) in FROZEN {
+            let keys = ObjectKeys::derive(&dek, OBJECT, aead);
+            assert_eq!(keys.header_bytes()[..], hex::decode(header).unwrap()[..]);
+            let mut sealed = hex::decode(segment).unwrap();
+            let opened = keys.open_segment(3, G0, true, &mut sealed).unwrap();
+            assert_eq!(opened, b"generation zero is today's format");
+            let tail = hex::decode(tail).unwrap();
+            assert_eq!(keys.open_tail(2, G0, &tail).unwrap(), b"tail bytes");
+            // The same bytes claimed for a later generation do not open.
+            let mut sealed = hex::decode(segment).unwrap();
+            assert!(is_integrity(keys.open_segment(3, G1, true, &mut sealed)));
+            assert!(is_integrity(keys.open_tail(2, G1, &tail)));
+        }
+    }
+
+    #[test]
+    fn a_cut_starts_a_generation_at_its_index() {
+        let mut generations = Generations::default();
+        assert!(generations.is_initial());
+        assert_eq!(generations.of(0), G0);
+        assert_eq!(generations.of(u64::MAX), G0);
+
+        assert_eq!(generations.cut(5), Generation(1));
+        assert_eq!((generations.of(4), generations.of(5)), (G0, Generation(1)));
+        assert_eq!(
+            generations.tail(),
+            G0,
+            "the stored tail keeps its generation"
+        );
+        generations.set_tail(generations.of(5));
+        assert_eq!(generations.cut(9), Generation(2));
+        assert_eq!(generations.of(8), Generation(1));
+        assert_eq!(generations.of(9), Generation(2));
+        // Cutting below an earlier start replaces the starts it cuts off.
+        assert_eq!(generations.cut(3), Generation(3));
+        assert_eq!(generations.starts(), &[(3, Generation(3))]);
+        assert_eq!(generations.of(2), G0);
+        assert_eq!(generations.of(9), Generation(3));
+        // Repeated cuts at one index do not grow the map.
+        generations.cut(3);
+        generations.cut(3);
+        assert_eq!(generations.starts(), &[(3, Generation(5))]);
+        assert!(!generations.is_initial());
+    }
+
+    #[test]
+    fn stored_generations_round_trip_and_are_checked() {
+        let mut generations = Generations::default();
+        generations.cut(2);
+        generations.set_tail(Generation(1));
+        generations.cut(7);
+        let json = serde_json::to_string(&generations).unwrap();
+        assert_eq!(json, r#"{"starts":[[2,1],[7,2]],"tail":1}"#);
+        assert_eq!(
+            serde_json::from_str::<Generations>(&json).unwrap(),
+            generations
+        );
+        assert_eq!(
+            serde_json::from_str::<Generations>("{}").unwrap(),
+            Generations::default()
+        );
+        for bad in [
+            r#"{"starts":[[2,0]]}"#,
+            r#"{"starts":[[2,1],[2,2]]}"#,
+            r#"{"starts":[[2,2],[3,1]]}"#,
+            r#"{"starts":[[3,1],[2,2]]}"#,
+            r#"{"starts":[[2,1]],"tail":2}"#,
+            r#"{"tail":1}"#,
+        ] {
+            assert!(serde_json::from_str::<Generations>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generations_bind_tails_and_segments_alike() {
+        let keys = keys();
+        let mut sealed = Vec::new();
+        keys.seal_segment(4, G1, false, &pattern(SEGMENT_SIZE), &mut sealed);
+        let opened = keys
+            .open_segment(4, G1, false, &mut sealed.clone())
+            .unwrap()
+            .to_vec();
+        assert_eq!(opened, pattern(SEGMENT_SIZE));
+        for other in [G0, Generation(2), Generation(u64::MAX)] {
+            assert!(is_integrity(keys.open_segment(
+                4,
+                other,
+                false,
+                &mut sealed.clone()
+            )));
+        }
+        let tail = keys.seal_tail(4, G1, b"tail");
+        assert_eq!(keys.open_tail(4, G1, &tail).unwrap(), b"tail");
+        assert!(is_integrity(keys.open_tail(4, G0, &tail)));
+        assert!(is_integrity(keys.open_tail(4, Generation(2), &tail)));
     }
 
     #[test]
@@ -725,6 +1118,107 @@ mod tests {
             prop_assert_eq!(&opened[start - base..end - base], &plaintext[start..end]);
         }
 
+        /// A record sealed under one generation opens under that one only.
+        #[test]
+        fn a_record_opens_only_under_its_generation(
+            index in any::<u64>(),
+            sealed_under in prop_oneof![Just(0u64), 1u64..4, any::<u64>()],
+            opened_under in prop_oneof![Just(0u64), 1u64..4, any::<u64>()],
+            len in 0..=SEGMENT_SIZE,
+        ) {
+            let keys = keys();
+            let (sealed_under, opened_under) = (Generation(sealed_under), Generation(opened_under));
+            let is_final = len < SEGMENT_SIZE;
+            let plaintext = pattern(len);
+            let mut sealed = Vec::new();
+            keys.seal_segment(index, sealed_under, is_final, &plaintext, &mut sealed);
+            let opened = keys.open_segment(index, opened_under, is_final, &mut sealed);
+            if sealed_under == opened_under {
+                prop_assert_eq!(opened.unwrap(), &plaintext[..]);
+            } else {
+                prop_assert!(is_integrity(opened));
+            }
+            if (1..SEGMENT_SIZE).contains(&len) {
+                let tail = keys.seal_tail(index, sealed_under, &plaintext);
+                let opened = keys.open_tail(index, opened_under, &tail);
+                prop_assert_eq!(opened.is_ok(), sealed_under == opened_under);
+            }
+        }
+
+        /// Generation 0 is the original format, byte for byte: its records
+        /// open under the original AAD with no knowledge of generations, so
+        /// everything sealed before generations existed stays readable.
+        #[test]
+        fn generation_zero_is_the_original_format(
+            index in any::<u64>(),
+            len in 0..=SEGMENT_SIZE,
+        ) {
+            let keys = keys();
+            let is_final = len < SEGMENT_SIZE;
+            let plaintext = pattern(len);
+            let mut sealed = Vec::new();
+            keys.seal_segment(index, G0, is_final, &plaintext, &mut sealed);
+            prop_assert_eq!(sealed.len(), sealed_len(len));
+            let aad = original_aad(&keys, index, &[u8::from(is_final)], len, SEGMENT_DOMAIN);
+            let opened = open_in_place(&keys.segment_key, &aad, &mut sealed);
+            prop_assert_eq!(opened, Some(&plaintext[..]));
+            if (1..SEGMENT_SIZE).contains(&len) {
+                let tail = keys.seal_tail(index, G0, &plaintext);
+                let aad = original_aad(&keys, index, &[], len, TAIL_DOMAIN);
+                let (nonce, rest) = tail.split_at(NONCE_LEN);
+                let (ciphertext, tag) = rest.split_at(len);
+                let mut opened = ciphertext.to_vec();
+                prop_assert!(open_separate_tag(&keys.tail_key, &aad, nonce, tag, &mut opened).is_some());
+                prop_assert_eq!(opened, plaintext);
+            }
+        }
+
+        /// Whatever the writer does, every segment it holds opens under the
+        /// generation the map gives for its index, no index is ever sealed
+        /// twice under one generation, and the map survives being stored.
+        #[test]
+        fn cuts_never_reuse_a_generation_at_an_index(
+            steps in prop::collection::vec(step(), 1..40),
+        ) {
+            let mut generations = Generations::default();
+            // The generation each live segment was sealed under, by index.
+            let mut live: Vec<Generation> = Vec::new();
+            let mut sealed = std::collections::HashSet::new();
+            let mut tail = None;
+            for step in steps {
+                match step {
+                    Step::Append(count) => {
+                        for _ in 0..count {
+                            let index = live.len() as u64;
+                            let generation = generations.of(index);
+                            prop_assert!(sealed.insert((index, generation)), "{index} resealed under {generation}");
+                            live.push(generation);
+                        }
+                        tail = None;
+                    }
+                    Step::SealTail => {
+                        let generation = generations.of(live.len() as u64);
+                        generations.set_tail(generation);
+                        tail = Some(generation);
+                    }
+                    Step::Cut(at) => {
+                        let at = at.index(live.len() + 1);
+                        generations.cut(at as u64);
+                        live.truncate(at);
+                    }
+                }
+                for (index, generation) in live.iter().enumerate() {
+                    prop_assert_eq!(generations.of(index as u64), *generation);
+                }
+                if let Some(generation) = tail {
+                    prop_assert_eq!(generations.tail(), generation);
+                }
+                prop_assert!(generations.starts().len() <= live.len() + 1);
+                let json = serde_json::to_string(&generations).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Generations>(&json).unwrap(), generations.clone());
+            }
+        }
+
         #[test]
         fn any_bit_flip_is_detected(
             len in 0..=SEGMENT_SIZE,
@@ -732,10 +1226,10 @@ mod tests {
         ) {
             let keys = keys();
             let mut sealed = Vec::new();
-            keys.seal_segment(0, true, &pattern(len), &mut sealed);
+            keys.seal_segment(0, G0, true, &pattern(len), &mut sealed);
             let bit = bit.index(sealed.len() * 8);
             sealed[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(is_integrity(keys.open_segment(0, true, &mut sealed)));
+            prop_assert!(is_integrity(keys.open_segment(0, G0, true, &mut sealed)));
         }
     }
 }

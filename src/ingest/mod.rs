@@ -445,6 +445,7 @@ impl Ingest {
             updated_at: now,
             expires_at: Some(now + self.config.expiry.as_secs()),
             key,
+            generations: Default::default(),
             screening: None,
             manifest: None,
         };
@@ -865,7 +866,8 @@ impl Ingest {
             offset: record.offset,
             tail: tail.map(Arc::new),
         };
-        Ok(PlainReader::new(file, keys, layout))
+        let generations = record.generations.clone();
+        Ok(PlainReader::new(file, keys, layout, generations))
     }
 
     /// Commits an upload whose bytes are all staged (length set by an empty
@@ -1070,7 +1072,12 @@ impl Ingest {
             filename: metadata_text(&record, "filename"),
             content_type: metadata_text(&record, "filetype")
                 .or_else(|| metadata_text(&record, "content_type")),
-            reader: Arc::new(PlainReader::new(file, keys, Layout::Committed { length })),
+            reader: Arc::new(PlainReader::new(
+                file,
+                keys,
+                Layout::Committed { length },
+                record.generations.clone(),
+            )),
         })
     }
 }

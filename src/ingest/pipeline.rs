@@ -4,6 +4,12 @@
 //! appended in small batches, the remainder is kept and, when the request
 //! ends, sealed into the tail record. Nothing is acknowledged until the
 //! segment file is synced and the record flushed.
+//!
+//! Every segment and tail record is sealed under the write generation the
+//! record gives for its index. Discarding a chunk cuts sealed segments off,
+//! so it starts a new generation there first (`crypto::seg1::Generations`):
+//! the bytes sent again at those offsets are sealed under it, and the cut
+//! segments never open again, even put back from an old copy of the file.
 
 use std::sync::Arc;
 
@@ -95,7 +101,10 @@ impl<'a> ChunkWriter<'a> {
         let writer = staging.writer(&plan.record)?;
         let start_index = writer.next_index();
         let pending = match &plan.tail {
-            Some(sealed) => plan.keys.open_tail(start_index, sealed)?,
+            Some(sealed) => {
+                let generation = plan.record.generations.tail();
+                plan.keys.open_tail(start_index, generation, sealed)?
+            }
             None => Vec::with_capacity(seg1::SEGMENT_SIZE),
         };
         let checksums = match &plan.checksum {
@@ -183,9 +192,10 @@ impl<'a> ChunkWriter<'a> {
 
     fn seal_full_segment(&mut self) -> Result<(), Error> {
         let index = self.writer.next_index() + self.batch_count;
+        let generation = self.plan.record.generations.of(index);
         self.plan
             .keys
-            .seal_segment(index, false, &self.pending, &mut self.batch);
+            .seal_segment(index, generation, false, &self.pending, &mut self.batch);
         self.pending.clear();
         self.batch_count += 1;
         if self.batch_count as usize == SEGMENTS_PER_WRITE {
@@ -208,16 +218,15 @@ impl<'a> ChunkWriter<'a> {
     fn persist(&mut self) -> Result<(), Error> {
         self.write_batch()?;
         self.writer.sync()?;
+        let record = &mut self.plan.record;
         let tail = if self.pending.is_empty() {
             TailChange::Remove
         } else {
-            TailChange::Set(
-                self.plan
-                    .keys
-                    .seal_tail(self.writer.next_index(), &self.pending),
-            )
+            let index = self.writer.next_index();
+            let generation = record.generations.of(index);
+            record.generations.set_tail(generation);
+            TailChange::Set(self.plan.keys.seal_tail(index, generation, &self.pending))
         };
-        let record = &mut self.plan.record;
         record.offset = self.received;
         touch(record, self.plan.expiry_secs);
         self.staging.put(record, tail)?;
@@ -309,10 +318,11 @@ impl<'a> ChunkWriter<'a> {
     fn commit(&mut self) -> Result<(), Error> {
         self.write_batch()?;
         let index = self.writer.next_index();
+        let generation = self.plan.record.generations.of(index);
         let mut sealed = Vec::with_capacity(seg1::sealed_len(self.pending.len()));
         self.plan
             .keys
-            .seal_segment(index, true, &self.pending, &mut sealed);
+            .seal_segment(index, generation, true, &self.pending, &mut sealed);
         self.writer.append(&sealed, 1)?;
         self.writer.sync()?;
         let record = &mut self.plan.record;
@@ -331,11 +341,26 @@ impl<'a> ChunkWriter<'a> {
     }
 
     /// Throws away everything this chunk wrote; the record never counted it.
+    ///
+    /// The segments cut off authenticate at their indexes as well as those
+    /// the client may send there next, so a new generation starts at the
+    /// cut, and it is durable before the cut: a crash in between leaves a
+    /// file longer than its record, which recovery cuts (starting another
+    /// generation), never cut-off segments whose generation is still
+    /// current. The tail record stays valid: it is the record's, at the cut
+    /// index, and keeps the generation it was sealed under.
     fn discard(&mut self) -> Result<(), Error> {
         self.batch.clear();
         self.batch_count = 0;
-        self.writer
-            .rewind(self.start_index.max(self.last_durable_index()))?;
+        let cut = self.start_index.max(self.last_durable_index());
+        // The stored record, not ours: this request may have changed ours
+        // (a deferred length it set) and must leave nothing behind but the cut.
+        let id = self.plan.record.id;
+        let mut stored = self.staging.get(&id)?.ok_or(Error::NotFound(id))?;
+        stored.generations.cut(cut);
+        self.staging.put(&stored, TailChange::Keep)?;
+        self.plan.record.generations = stored.generations;
+        self.writer.rewind(cut)?;
         Ok(())
     }
 

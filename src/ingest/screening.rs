@@ -432,6 +432,7 @@ impl Ingest {
             Layout::Committed {
                 length: record.offset,
             },
+            record.generations.clone(),
         ))
     }
 

@@ -101,7 +101,9 @@ pub enum Fault {
     /// The tail record of a staged upload.
     Tail(String),
     /// Every segment opened, but the plaintext's SHA-256 differs from the one
-    /// recorded at commit (a stale but authentic segment of the same object).
+    /// recorded at commit (a stale but authentic segment of the same object,
+    /// which write generations leave possible only for bytes discarded
+    /// before they existed).
     Digest,
 }
 
@@ -416,7 +418,7 @@ fn check_record(
     }
 
     // Segments: every tag, in order; the digest only while all verify.
-    let reader = PlainReader::new(file, keys.clone(), layout);
+    let reader = PlainReader::new(file, keys.clone(), layout, record.generations.clone());
     let mut sha = Some(Sha256::new());
     let (mut bytes, mut failed, mut missing) = (0u64, Vec::new(), Vec::new());
     for index in 0..count {
@@ -459,6 +461,7 @@ fn check_record(
         _ => {
             let expected = (record.offset % SEGMENT) as usize;
             let index = record.offset / SEGMENT;
+            let tail_generation = record.generations.tail();
             match (tail, expected) {
                 (None, 0) => {}
                 (None, _) => faults.push(Fault::Tail(format!(
@@ -467,7 +470,7 @@ fn check_record(
                 (Some(_), 0) => faults.push(Fault::Tail(
                     "present although the record counts only whole segments".into(),
                 )),
-                (Some(sealed), _) => match keys.open_tail(index, sealed) {
+                (Some(sealed), _) => match keys.open_tail(index, tail_generation, sealed) {
                     Ok(plain) if plain.len() == expected => bytes += plain.len() as u64,
                     Ok(plain) => faults.push(Fault::Tail(format!(
                         "holds {} bytes, the record counts {expected}",

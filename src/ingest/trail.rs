@@ -94,7 +94,11 @@ impl Ingest {
         let Some(recorder) = self.recorder.get() else {
             return Ok(());
         };
-        let mut event = about(event(EventKind::Delete, Outcome::Ok), record.id, Some(record));
+        let mut event = about(
+            event(EventKind::Delete, Outcome::Ok),
+            record.id,
+            Some(record),
+        );
         event.name = keyed_name(&recorder.trail, record);
         event.reason = Some("expired".into());
         recorder.trail.record(event).await?;
@@ -114,7 +118,14 @@ impl Ingest {
                 let mut event = event(EventKind::KeyRotation, Outcome::Ok);
                 event.tenant = identifier(&rotation.tenant);
                 event.subject = identifier(rotation.current.as_str());
-                event.reason = Some(if rotation.resumed { "resumed" } else { "rotated" }.into());
+                event.reason = Some(
+                    if rotation.resumed {
+                        "resumed"
+                    } else {
+                        "rotated"
+                    }
+                    .into(),
+                );
                 event
             })
             .collect();
@@ -224,7 +235,11 @@ fn commit_event(
     commit: &CommitInfo,
     name: Option<audit::KeyedName>,
 ) -> Event {
-    let mut event = about(event(EventKind::Commit, Outcome::Ok), record.id, Some(record));
+    let mut event = about(
+        event(EventKind::Commit, Outcome::Ok),
+        record.id,
+        Some(record),
+    );
     event.size = Some(record.offset);
     event.sha256 = hex::decode(&commit.sha256)
         .ok()

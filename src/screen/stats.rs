@@ -114,6 +114,7 @@ mod tests {
                 serde_json::json!({"kek": "local:t:v1", "blob": ""}),
             )
             .expect("a wrapped key parses"),
+            generations: Default::default(),
             screening: Some(ScreeningReport {
                 plugins: vec![PluginRecord {
                     labels: vec![(DETECTED_TYPE.into(), kind.into())],

@@ -12,8 +12,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use crate::auth::{Auth, Presented, PresignedQuery, Principal, TokenRequest};
 use crate::id::UploadId;
+use crate::ingest::Ingest;
 
 use super::{Body, Problem, json_response};
 
@@ -139,6 +142,33 @@ pub fn signing_keys(auth: &Auth) -> http::Response<Body> {
     )
 }
 
+/// `DELETE /admin/tenants/<name>`: the tenant's keys are revoked, then its
+/// KEKs destroyed (every object it had becomes unreadable at once:
+/// crypto-shredding), then its records and files removed.
+async fn delete_tenant(
+    auth: &Auth,
+    ingest: &Arc<Ingest>,
+    tenant: &str,
+) -> Result<http::Response<Body>, Problem> {
+    auth.credentials().remove_tenant(tenant)?;
+    let report = ingest.shred_tenant(tenant).await?;
+    tracing::info!(
+        tenant,
+        keys_destroyed = report.keys_destroyed,
+        removed = report.removed,
+        "tenant deleted"
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "tenant": report.tenant,
+            "keys_destroyed": report.keys_destroyed,
+            "objects_removed": report.removed,
+            "busy": report.busy,
+        }),
+    ))
+}
+
 async fn read_json<T: serde::de::DeserializeOwned + Default>(
     req: Request<Incoming>,
 ) -> Result<T, Problem> {
@@ -174,13 +204,23 @@ pub fn is_admin_route(path: &str) -> bool {
             | "/admin/tokens/revoke"
             | "/admin/token-keys"
             | "/admin/token-keys/rotate"
-    )
+    ) || path.starts_with("/admin/tenants/")
 }
 
-/// The admin API for credentials: tenants and keys (read only: the CLI
-/// changes them), token revocation and signing-key rotation.
-pub async fn admin(auth: &Auth, req: Request<Incoming>) -> Result<http::Response<Body>, Problem> {
+/// The admin API for credentials: tenants and keys (the CLI adds them),
+/// deleting a tenant, token revocation and signing-key rotation.
+pub async fn admin(
+    auth: &Auth,
+    ingest: &Arc<Ingest>,
+    req: Request<Incoming>,
+) -> Result<http::Response<Body>, Problem> {
     let method = req.method().clone();
+    if let Some(tenant) = req.uri().path().strip_prefix("/admin/tenants/") {
+        if method != Method::DELETE {
+            return Err(Problem::method_not_allowed(&method));
+        }
+        return delete_tenant(auth, ingest, tenant).await;
+    }
     match (&method, req.uri().path()) {
         (&Method::GET, "/admin/tenants") => {
             let listing = auth.credentials().list()?;

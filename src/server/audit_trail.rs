@@ -147,6 +147,12 @@ pub fn note_subject(tenant: Option<&str>, subject: &str) {
 /// records, or an authentication failure) and returns the response to
 /// send: the same one, or `503 audit_unavailable` when the record failed
 /// and the policy is `refuse`.
+///
+/// Two refusals are not recorded, so that nobody can make the appliance
+/// write (and fsync) a record per request without a credential: a request
+/// that presented none (`authentication_required`), and one refused by the
+/// per-address failure budget (`authentication_rate_limited`), which is what
+/// bounds the failures that are recorded.
 pub async fn answer(
     records: Option<&Records>,
     scope: &RequestScope,
@@ -154,13 +160,15 @@ pub async fn answer(
     mut response: Response<Body>,
 ) -> Response<Body> {
     let notes = scope.notes();
-    let code = response.extensions().get::<ProblemCode>().map(|code| code.0);
+    let code = response
+        .extensions()
+        .get::<ProblemCode>()
+        .map(|code| code.0);
     let status = response.status();
-    let kind = if status == StatusCode::UNAUTHORIZED || code == Some("authentication_rate_limited")
-    {
-        Some(EventKind::AuthFailure)
-    } else {
-        attempt
+    let kind = match code {
+        Some("authentication_required" | "authentication_rate_limited") => None,
+        _ if status == StatusCode::UNAUTHORIZED => Some(EventKind::AuthFailure),
+        _ => attempt,
     };
     if let (Some(records), Some(kind)) = (records, kind) {
         let event = event(kind, status, code, &notes, scope.request_id());
@@ -226,7 +234,11 @@ mod tests {
             (Method::GET, "/.well-known/strongroom/token-keys", None),
         ];
         for (method, path, kind) in cases {
-            assert_eq!(public_attempt(&method, &none, path), kind, "{method} {path}");
+            assert_eq!(
+                public_attempt(&method, &none, path),
+                kind,
+                "{method} {path}"
+            );
         }
         let mut overridden = HeaderMap::new();
         overridden.insert("x-http-method-override", HeaderValue::from_static("DELETE"));

@@ -2,12 +2,7 @@
 //! checksum if it arrives as a trailer, cut with `BodyError::TooSlow` when
 //! the client sends slower than `server.min_transfer_speed`. Never collects
 //! a body.
-//!
-//! The speed limits reach this module through a task-local that the public
-//! listener sets around each request (`with_limits`), so the protocol layer
-//! in between need not carry transport settings.
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,19 +38,7 @@ impl Default for TransferLimits {
     }
 }
 
-tokio::task_local! {
-    static LIMITS: TransferLimits;
-}
-
-/// Runs one request's handler with `limits` applying to the bodies it reads.
-pub async fn with_limits<F: Future>(limits: TransferLimits, handler: F) -> F::Output {
-    LIMITS.scope(limits, handler).await
-}
-
-pub fn chunks(body: Incoming) -> BodyStream {
-    // Outside a listener's request (never in the appliance) the embedded
-    // defaults apply, so a body is never left unbounded.
-    let limits = LIMITS.try_with(|limits| *limits).unwrap_or_default();
+pub fn chunks(body: Incoming, limits: TransferLimits) -> BodyStream {
     let reader = Reader {
         body,
         meter: SpeedMeter::new(limits),

@@ -72,7 +72,10 @@ mod tests {
         );
         assert_eq!(route(KEY_PATH), Some(Route::Key));
         assert_eq!(route(&format!("/objects/{id}")), None);
-        assert_eq!(route("/objects/../manifest"), Some(Route::Manifest(Err(InvalidId))));
+        assert_eq!(
+            route("/objects/../manifest"),
+            Some(Route::Manifest(Err(InvalidId)))
+        );
         assert_eq!(route(&format!("/files/{id}/manifest")), None);
     }
 }

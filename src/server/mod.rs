@@ -1,7 +1,8 @@
 //! The public listener: connections (`listener`: accept loop, TLS, limits),
-//! routing, CORS, request ids, and turning every error into a response (the
-//! only place that chooses HTTP statuses). The only hyper and rustls user,
-//! for the admin listener too.
+//! routing, CORS, request ids, each request's audit record (`audit_trail`),
+//! and turning every error into a response (the only place that chooses
+//! HTTP statuses). The only hyper and rustls user, for the admin listener
+//! too.
 
 mod access;
 mod audit_trail;
@@ -96,7 +97,6 @@ pub async fn run(
         );
     }
     let limits = app.limits.clone();
-    let transfer = body::TransferLimits::from_config(&limits);
     let service = move |peer: Peer| {
         let app = app.clone();
         service_fn(move |req: Request<Incoming>| {
@@ -110,7 +110,7 @@ pub async fn run(
                     let problem = Problem::too_many_headers(max_headers);
                     return Ok(problem_response(&problem, &request_id(req.headers())));
                 }
-                Ok::<_, Infallible>(body::with_limits(transfer, handle(app, peer, req)).await)
+                Ok::<_, Infallible>(handle(app, peer, req).await)
             }
         })
     };
@@ -171,7 +171,7 @@ async fn admin_request(
         return problem_response(&problem, request_id);
     }
     if access::is_admin_route(req.uri().path()) {
-        let answer = access::admin(auth, req).await;
+        let answer = access::admin(auth, admin.ingest(), req).await;
         return answer.unwrap_or_else(|p| problem_response(&p, request_id));
     }
     admin_response(admin, req, request_id).await
@@ -290,7 +290,10 @@ async fn tus_request(
     };
     let body = match &request {
         parse::TusRequest::Patch(_) | parse::TusRequest::Create(_) => {
-            app.limiter.pace(&admission, body::chunks(incoming))
+            app.limiter.pace(
+                &admission,
+                body::chunks(incoming, body::TransferLimits::from_config(&app.limits)),
+            )
         }
         _ => body::empty(),
     };

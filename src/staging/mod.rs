@@ -196,8 +196,9 @@ impl Staging {
     }
 
     /// Reconciles the index with the segment files after a start or a crash:
-    /// files longer than their record are cut back, files with no record are
-    /// removed, records whose file is short are reported as damaged.
+    /// files longer than their record are cut back (an upload's starting a
+    /// new write generation), files with no record are removed, records
+    /// whose file is short are reported as damaged.
     pub fn recover(&self) -> Result<RecoveryReport, Error> {
         let mut report = RecoveryReport::default();
         let mut known = std::collections::HashSet::new();
@@ -232,6 +233,9 @@ impl Staging {
         let actual = file.size().map_err(io_error("stat", &path))?;
         let expected = expected_file_len(record);
         if actual > expected {
+            if !record.is_committed() {
+                self.start_generation_at_offset(record)?;
+            }
             file.set_len(expected)
                 .map_err(io_error("truncate", &path))?;
             file.sync().map_err(io_error("fsync", &path))?;
@@ -240,6 +244,19 @@ impl Staging {
             report.damaged.push(record.id);
         }
         Ok(())
+    }
+
+    /// The bytes past an upload's acknowledged offset were sealed, but the
+    /// client will send those offsets again, maybe with other bytes: a new
+    /// write generation starts at the first segment they reach, durably
+    /// before they are cut, as when a chunk is discarded
+    /// (`crypto::seg1::Generations`).
+    fn start_generation_at_offset(&self, record: &UploadRecord) -> Result<(), Error> {
+        let mut record = record.clone();
+        record
+            .generations
+            .cut(record.offset / seg1::SEGMENT_SIZE as u64);
+        self.index.put(&record, TailChange::Keep)
     }
 
     fn remove_orphans(

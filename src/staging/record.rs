@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::WrappedDek;
+use crate::crypto::{Generations, WrappedDek};
 use crate::id::UploadId;
 
 /// One upload from creation to commit. Stored as JSON in the index so an
@@ -25,6 +25,13 @@ pub struct UploadRecord {
     /// Unix seconds after which an unfinished upload may be swept.
     pub expires_at: Option<u64>,
     pub key: WrappedDek,
+    /// The SEG1 write generation each segment and the tail record were
+    /// sealed under (`crypto::seg1::Generations`): a new one starts wherever
+    /// sealed segments are cut off (a discarded chunk, or bytes a crash left
+    /// unacknowledged). Left out while it is generation 0 everywhere, as on
+    /// every record written before generations existed.
+    #[serde(default, skip_serializing_if = "Generations::is_initial")]
+    pub generations: Generations,
     /// What the plugin chain found and decided, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screening: Option<ScreeningReport>,
@@ -151,5 +158,52 @@ impl UploadRecord {
             .iter()
             .find(|(k, _)| k == key)
             .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as stored before write generations existed.
+    fn stored() -> serde_json::Value {
+        serde_json::json!({
+            "id": UploadId::from_bytes([3; 16]).to_string(),
+            "tenant": "default",
+            "length": 10,
+            "offset": 4,
+            "metadata": [],
+            "kind": {"type": "regular"},
+            "state": {"state": "receiving"},
+            "created_at": 1,
+            "updated_at": 2,
+            "expires_at": null,
+            "key": {"kek": "local:default:v1", "blob": ""},
+        })
+    }
+
+    #[test]
+    fn records_without_generations_load_as_generation_zero_and_store_unchanged() {
+        let record: UploadRecord = serde_json::from_value(stored()).unwrap();
+        assert!(record.generations.is_initial());
+        assert_eq!(serde_json::to_value(&record).unwrap(), stored());
+    }
+
+    #[test]
+    fn generations_round_trip_and_bad_ones_are_refused() {
+        let mut record: UploadRecord = serde_json::from_value(stored()).unwrap();
+        record.generations.cut(0);
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            json["generations"],
+            serde_json::json!({"starts": [[0, 1]], "tail": 0})
+        );
+        assert_eq!(
+            serde_json::from_value::<UploadRecord>(json).unwrap(),
+            record
+        );
+        let mut bad = stored();
+        bad["generations"] = serde_json::json!({"starts": [[4, 2], [1, 3]]});
+        assert!(serde_json::from_value::<UploadRecord>(bad).is_err());
     }
 }

@@ -446,9 +446,15 @@ mod tests {
         let key = key();
         let signed = key.sign(manifest());
         let pretty = serde_json::to_vec_pretty(&signed.to_value()).unwrap();
-        assert_eq!(SignedManifest::open(&pretty, key.public()).unwrap(), manifest());
+        assert_eq!(
+            SignedManifest::open(&pretty, key.public()).unwrap(),
+            manifest()
+        );
         let compact = serde_json::to_vec(&signed).unwrap();
-        assert_eq!(SignedManifest::open(&compact, key.public()).unwrap(), manifest());
+        assert_eq!(
+            SignedManifest::open(&compact, key.public()).unwrap(),
+            manifest()
+        );
         let stored = SignedManifest::from_value(signed.to_value()).unwrap();
         assert_eq!(stored, signed);
     }
@@ -460,13 +466,25 @@ mod tests {
         let refused = |text: &str, key: &PublicKey| SignedManifest::open(text.as_bytes(), key);
 
         let grown = document.replace("\"size\":70000", "\"size\":70001");
-        assert!(matches!(refused(&grown, key.public()), Err(Error::BadSignature(_))));
+        assert!(matches!(
+            refused(&grown, key.public()),
+            Err(Error::BadSignature(_))
+        ));
         let moved = document.replace("\"tenant\":\"acme\"", "\"tenant\":\"evil\"");
-        assert!(matches!(refused(&moved, key.public()), Err(Error::BadSignature(_))));
+        assert!(matches!(
+            refused(&moved, key.public()),
+            Err(Error::BadSignature(_))
+        ));
         let extra = document.replace("\"size\":70000", "\"size\":70000,\"note\":\"x\"");
-        assert!(matches!(refused(&extra, key.public()), Err(Error::Malformed(_))));
+        assert!(matches!(
+            refused(&extra, key.public()),
+            Err(Error::Malformed(_))
+        ));
         let twice = document.replace("\"size\":70000", "\"size\":70000,\"size\":1");
-        assert!(matches!(refused(&twice, key.public()), Err(Error::Malformed(_))));
+        assert!(matches!(
+            refused(&twice, key.public()),
+            Err(Error::Malformed(_))
+        ));
         let float = document.replace("\"size\":70000", "\"size\":70000.0");
         assert!(refused(&float, key.public()).is_err());
 
@@ -480,7 +498,10 @@ mod tests {
         let mut forged = other.sign(manifest());
         forged.signature.key_id = key.public().id();
         let forged = serde_json::to_string(&forged).unwrap();
-        assert!(matches!(refused(&forged, key.public()), Err(Error::BadSignature(_))));
+        assert!(matches!(
+            refused(&forged, key.public()),
+            Err(Error::BadSignature(_))
+        ));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! (tag verified) before a byte of it leaves; serves byte ranges. Never
 //! writes, never sees HTTP types or the index.
 //!
-//! Its callers hand it an open segment file, the object's keys and layout, so
-//! a later object-store backend (an S3-compatible cluster) only has to supply
-//! a different `DiskFile`.
+//! Its callers hand it an open segment file, the object's keys, layout and
+//! write generations (from its record), so a later object-store backend (an
+//! S3-compatible cluster) only has to supply a different `DiskFile`.
 //!
 //! `manifest` signs and verifies objects' manifests; its key file is the one
 //! thing here that is ever written (once, when it is created).
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::crypto::{self, ObjectKeys, Sha256, seg1};
+use crate::crypto::{self, Generations, ObjectKeys, Sha256, seg1};
 use crate::disk::DiskFile;
 
 pub use range::{ByteRange, RangeRequest, parse_range};
@@ -62,13 +62,25 @@ pub struct PlainReader {
     file: Arc<dyn DiskFile>,
     keys: Arc<ObjectKeys>,
     layout: Layout,
+    /// The generation each segment and the tail record were sealed under.
+    generations: Generations,
 }
 
 const SEGMENT: u64 = seg1::SEGMENT_SIZE as u64;
 
 impl PlainReader {
-    pub fn new(file: Arc<dyn DiskFile>, keys: Arc<ObjectKeys>, layout: Layout) -> PlainReader {
-        PlainReader { file, keys, layout }
+    pub fn new(
+        file: Arc<dyn DiskFile>,
+        keys: Arc<ObjectKeys>,
+        layout: Layout,
+        generations: Generations,
+    ) -> PlainReader {
+        PlainReader {
+            file,
+            keys,
+            layout,
+            generations,
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -98,7 +110,8 @@ impl PlainReader {
                     let sealed = tail.as_ref().ok_or_else(|| crypto::Error::Integrity {
                         what: format!("missing tail record at segment {index}"),
                     })?;
-                    Ok(Bytes::from(self.keys.open_tail(index, sealed)?))
+                    let generation = self.generations.tail();
+                    Ok(Bytes::from(self.keys.open_tail(index, generation, sealed)?))
                 }
             }
         }
@@ -108,7 +121,11 @@ impl PlainReader {
         let mut sealed = vec![0u8; seg1::sealed_len(plain_len)];
         self.file
             .read_at(seg1::segment_offset(index), &mut sealed)?;
-        let plain_len = self.keys.open_segment(index, is_final, &mut sealed)?.len();
+        let generation = self.generations.of(index);
+        let plain_len = self
+            .keys
+            .open_segment(index, generation, is_final, &mut sealed)?
+            .len();
         // Decrypted in place (SEG1 lays out nonce || ciphertext || tag): hand
         // out the plaintext part of the same buffer.
         Ok(Bytes::from(sealed).slice(seg1::NONCE_LEN..seg1::NONCE_LEN + plain_len))
@@ -142,11 +159,12 @@ impl PlainReader {
     /// [`stream`](Self::stream), but holds the last chunk back until the
     /// object is proven whole: the final segment opened (even when empty) and
     /// the SHA-256 of everything sent equal to `sha256`, the digest recorded
-    /// at commit. Every tag verifies when a segment is a stale copy of its
-    /// own index (sealed for a chunk that was later discarded, then replayed
-    /// from an old copy of the file); only the digest tells. On a mismatch
-    /// the last chunk is replaced by an error, so a transfer of wrong bytes
-    /// never completes.
+    /// at commit. Write generations make a stale copy of a segment's own
+    /// index (sealed for a chunk that was later discarded, then replayed from
+    /// an old copy of the file) fail its tag; the digest still covers what
+    /// they cannot, such as objects whose chunks were discarded before
+    /// generations existed. On a mismatch the last chunk is replaced by an
+    /// error, so a transfer of wrong bytes never completes.
     pub fn stream_whole(&self, sha256: [u8; 32], tx: &mpsc::Sender<Result<Bytes, Error>>) {
         let Layout::Committed { length } = self.layout else {
             return self.stream(ByteRange::full(self.len()), tx);
