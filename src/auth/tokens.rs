@@ -59,6 +59,8 @@ pub struct Verified {
 pub struct Issued {
     pub token: String,
     pub token_id: String,
+    /// Who it was issued to: `key:<API key id>` or `cert:<fingerprint>`.
+    pub subject: String,
     pub tenant: String,
     pub scopes: Vec<String>,
     pub expires_at: u64,
@@ -93,6 +95,7 @@ pub(super) fn issue(keys: &TokenKeys, realm: &Realm, grant: Grant<'_>) -> Issued
     Issued {
         token: key.sign(&bytes),
         token_id,
+        subject: grant.subject.to_owned(),
         tenant: grant.tenant.to_owned(),
         scopes,
         expires_at,

@@ -85,6 +85,7 @@ pub async fn token(
         (None, None) => Presented::Nothing,
     };
     let issued = auth.issue_token(presented, &request, caller.ip)?;
+    super::audit_trail::note_actor(&issued.subject);
     super::audit_trail::note_subject(Some(&issued.tenant), &issued.token_id);
     tracing::info!(
         tenant = %issued.tenant,
@@ -150,6 +151,7 @@ async fn delete_tenant(
     ingest: &Arc<Ingest>,
     tenant: &str,
 ) -> Result<http::Response<Body>, Problem> {
+    super::audit_trail::note_subject(Some(tenant), &format!("tenant:{tenant}"));
     auth.credentials().remove_tenant(tenant)?;
     let report = ingest.shred_tenant(tenant).await?;
     tracing::info!(

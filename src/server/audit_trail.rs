@@ -86,6 +86,10 @@ fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
 
 /// What a request to the admin listener attempts, if the trail records it.
 pub fn admin_attempt(method: &Method, path: &str) -> Option<EventKind> {
+    // Deleting a tenant destroys its keys and objects.
+    if method == Method::DELETE && path.starts_with("/admin/tenants/") {
+        return Some(EventKind::Delete);
+    }
     if method != Method::POST {
         return None;
     }
@@ -95,6 +99,13 @@ pub fn admin_attempt(method: &Method, path: &str) -> Option<EventKind> {
         "/admin/policy/reload" => Some(EventKind::PolicyReload),
         _ => None,
     }
+}
+
+/// Notes who acts when it is not an authenticated principal (the API key
+/// or certificate presented at the token endpoint).
+pub fn note_actor(actor: &str) {
+    let actor = identifier(actor);
+    scope::note(|notes| notes.actor = actor);
 }
 
 /// Notes who a request acts as.

@@ -11,7 +11,8 @@ const ALLOW_HEADERS: &str = "Authorization, Origin, X-Requested-With, X-Request-
 const EXPOSE_HEADERS: &str = "Upload-Offset, Location, Upload-Length, Tus-Version, \
     Tus-Resumable, Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, Upload-Metadata, \
     Upload-Defer-Length, Upload-Concat, Upload-Expires, X-Request-Id, Content-Range, \
-    Content-Disposition, Repr-Digest, ETag, Strongroom-Disposition, Strongroom-Reason";
+    Content-Disposition, Repr-Digest, ETag, Strongroom-Disposition, Strongroom-Reason, \
+    Strongroom-Audit-Index, Retry-After, WWW-Authenticate";
 const MAX_AGE: &str = "86400";
 
 #[derive(Debug, Clone, Default)]
