@@ -285,7 +285,9 @@ impl AuthConfig {
                 ));
             }
             if !crate::auth::valid_tenant_name(tenant) {
-                return Err(format!("auth.client_certificates: bad tenant name {tenant:?}"));
+                return Err(format!(
+                    "auth.client_certificates: bad tenant name {tenant:?}"
+                ));
             }
         }
         Ok(())

@@ -1,9 +1,10 @@
 //! A real full disk: the segment files live on an 8 MiB tmpfs mounted for the
-//! test (root / CAP_SYS_ADMIN). Uploads fill it until the kernel answers
-//! ENOSPC; the client must get 507 `storage_full` and no other 5xx, nothing
-//! committed may be damaged, and once space is freed (an upload terminated)
-//! the service recovers by itself: a new upload succeeds and the interrupted
-//! one resumes, without a restart.
+//! test (root / CAP_SYS_ADMIN), with the index elsewhere or on the same
+//! tmpfs. Uploads fill it until the kernel answers ENOSPC; the client must
+//! get 507 `storage_full` and no other 5xx, nothing committed may be damaged,
+//! and once space is freed (an upload terminated) the service recovers by
+//! itself: a new upload succeeds and the interrupted one resumes, without a
+//! restart.
 //!
 //! Where mounting is impossible the test fails, saying so, unless
 //! `STRONGROOM_SKIP_MOUNT_TESTS=1` is set (then it is skipped, loudly). The
@@ -111,12 +112,71 @@ fn place(config: &mut strongroom::config::Config, tmpfs: &Path, placement: Place
     }
 }
 
-fn tmpfs_used(path: &Path) -> u64 {
+fn statvfs(path: &Path) -> libc::statvfs {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid path and a zeroed out-struct of the right type.
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut stat) }, 0);
+    stat
+}
+
+fn tmpfs_used(path: &Path) -> u64 {
+    let stat = statvfs(path);
     (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+}
+
+/// Free bytes, and the size of a block (a page on tmpfs).
+fn tmpfs_free(path: &Path) -> (u64, u64) {
+    let stat = statvfs(path);
+    (stat.f_bavail * stat.f_frsize, stat.f_frsize)
+}
+
+/// The offset a refused PATCH left, as HEAD reports it: the acknowledged
+/// one, or, only when the index shares the full disk, the one the refused
+/// chunk would have reached (its record write failed after its batch had
+/// reached sled's log: never acknowledged, but durable on reopen and backed
+/// by synced segments). Clients resume from HEAD, so the test does too.
+async fn offset_after_refusal(
+    up: &Upload<'_>,
+    acked: usize,
+    refused_end: usize,
+    placement: Placement,
+) -> usize {
+    let head = up.head().await;
+    head.assert_status(200);
+    let offset: usize = head
+        .header("upload-offset")
+        .and_then(|v| v.parse().ok())
+        .expect("an Upload-Offset");
+    match placement {
+        Placement::Segments => assert_eq!(offset, acked, "a refused chunk moved the offset"),
+        Placement::Everything => assert!(
+            offset == acked || offset == refused_end,
+            "offset {offset} after a refused chunk [{acked}, {refused_end})"
+        ),
+    }
+    offset
+}
+
+/// Fills the file system with a ballast file; returns its path.
+fn fill_with_ballast(mount: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = mount.join("ballast");
+    let mut ballast = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 4096];
+    while let Ok(1..) = ballast.write(&block) {}
+    path
+}
+
+/// Once space has returned, B takes a chunk again, and the index took its
+/// headroom back.
+async fn goes_on(b: &Upload<'_>, b_data: &[u8], b_offset: usize, headroom: &Path) -> usize {
+    let end = b_offset + CHUNK;
+    b.patch(b_offset as u64, &b_data[b_offset..end])
+        .await
+        .assert_offset(end as u64);
+    assert!(headroom.exists(), "the headroom was not taken back");
+    end
 }
 
 fn status_ok_or_full(reply: &Reply, what: &str) {
@@ -165,6 +225,13 @@ async fn full_disk(placement: Placement) {
             .assert_offset((b_offset + CHUNK) as u64);
         b_offset += CHUNK;
     }
+    let headroom = mount.join("data").join("index").join("headroom");
+    if let Placement::Everything = placement {
+        b_offset = squeeze_index(&mount, &b, &b_data, b_offset, &headroom).await;
+        b_offset = goes_on(&b, &b_data, b_offset, &headroom).await;
+        b_offset = refuse_record_after_its_segment(&mount, &b, &b_data, b_offset).await;
+        b_offset = goes_on(&b, &b_data, b_offset, &headroom).await;
+    }
 
     // A: larger than the disk; fill until the kernel says ENOSPC.
     let a_data = bytes(12 << 20, 711);
@@ -192,17 +259,18 @@ async fn full_disk(placement: Placement) {
     );
     full.assert_problem(507, "storage_full");
     // The refused chunk was not acknowledged: A stays where it was.
-    a.head().await.assert_offset(a_offset as u64);
+    let a_offset = offset_after_refusal(&a, a_offset, a_offset + CHUNK, placement).await;
     // Everything else while full: 507 or success, never another 5xx.
     let again = a
         .patch(a_offset as u64, &a_data[a_offset..a_offset + CHUNK])
         .await;
     again.assert_problem(507, "storage_full");
+    offset_after_refusal(&a, a_offset, a_offset, placement).await;
     let b_full = b
         .patch(b_offset as u64, &b_data[b_offset..b_offset + CHUNK])
         .await;
     b_full.assert_problem(507, "storage_full");
-    b.head().await.assert_offset(b_offset as u64);
+    let b_offset = offset_after_refusal(&b, b_offset, b_offset + CHUNK, placement).await;
     let one_shot = bytes(3 << 20, 712);
     let reply = server
         .send(
@@ -222,9 +290,15 @@ async fn full_disk(placement: Placement) {
             "3 MiB fitted on a full disk?"
         );
     }
-
     if let Placement::Everything = placement {
-        squeeze_index(&mount, &b, b_offset).await;
+        println!(
+            "index headroom while full: {}",
+            if headroom.exists() {
+                "kept"
+            } else {
+                "given up"
+            }
+        );
     }
 
     // Nothing committed was touched.
@@ -249,11 +323,13 @@ async fn full_disk(placement: Placement) {
     );
     // The interrupted upload resumes from its acknowledged offset.
     b.head().await.assert_offset(b_offset as u64);
+    let mut b_offset = b_offset;
     while b_offset < b_data.len() {
-        b.patch(b_offset as u64, &b_data[b_offset..b_offset + CHUNK])
+        let end = (b_offset + CHUNK).min(b_data.len());
+        b.patch(b_offset as u64, &b_data[b_offset..end])
             .await
-            .assert_offset((b_offset + CHUNK) as u64);
-        b_offset += CHUNK;
+            .assert_offset(end as u64);
+        b_offset = end;
     }
     let got = b.get().await;
     got.assert_status(200);
@@ -267,35 +343,130 @@ async fn full_disk(placement: Placement) {
     let scrub = server.appliance().ingest.scrub().await.expect("scrub");
     assert!(scrub.is_clean(), "damage after recovery: {scrub:?}");
     assert_eq!(scrub.objects, 5, "{scrub:?}");
+    if let Placement::Everything = placement {
+        let reserved = std::fs::metadata(&headroom).map(|m| m.len());
+        assert_eq!(
+            reserved.ok(),
+            Some(1 << 20),
+            "the index took its headroom back"
+        );
+    }
     drop(server);
     drop(tmpfs);
 }
 
-/// The index on the same full file system: today sled keeps the ENOSPC of a
-/// failed flush as a sticky error, so once the index itself hits a full disk
-/// every index write fails until a restart reopens it, even after space
-/// returns (and the upload whose write failed is fail-stopped, 503). Keep
-/// `index/` on a file system that cannot fill with segments, or fix the index
-/// (reserve headroom / reopen on ENOSPC) and drop the ignore.
+/// The index on the same full file system: an index write the disk refuses
+/// closes sled's instance (whose error would otherwise stick until a
+/// restart), and the index reopens from disk, using its headroom, so status,
+/// downloads and terminations go on while new bytes get 507.
 #[tokio::test]
-#[ignore = "known: the index (sled) stays failed after ENOSPC until restart"]
 async fn a_full_disk_shared_with_the_index_recovers_without_restart() {
     full_disk(Placement::Everything).await;
 }
 
-/// The index shares the full disk: take the last free byte with a ballast
-/// file, ask for index writes only (a small PATCH is a tail record), then
-/// free the ballast.
-async fn squeeze_index(mount: &Path, b: &Upload<'_>, b_offset: usize) {
-    use std::io::Write;
-    let path = mount.join("ballast");
-    let mut ballast = std::fs::File::create(&path).unwrap();
-    let block = vec![0u8; 4096];
-    while let Ok(1..) = ballast.write(&block) {}
-    drop(ballast);
-    let small = bytes(1000, 720);
-    let full = b.patch(b_offset as u64, &small).await;
-    full.assert_problem(507, "storage_full");
+/// Small PATCHes on B are index writes only (the bytes go to B's tail
+/// record): take the last free byte with a ballast file and send them until
+/// the index itself is refused, then free the ballast. Returns B's offset.
+async fn squeeze_index(
+    mount: &Path,
+    b: &Upload<'_>,
+    b_data: &[u8],
+    mut b_offset: usize,
+    headroom: &Path,
+) -> usize {
+    const SMALL: usize = 1000;
+    let path = fill_with_ballast(mount);
+    let mut accepted = 0;
+    let refused_end = loop {
+        assert!(
+            accepted < 64,
+            "64 KiB of tail records fitted on a full disk?"
+        );
+        let end = b_offset + SMALL;
+        let reply = b.patch(b_offset as u64, &b_data[b_offset..end]).await;
+        status_ok_or_full(&reply, "squeezing the index");
+        if reply.status.as_u16() == 507 {
+            break end;
+        }
+        reply.assert_offset(end as u64);
+        b_offset = end;
+        accepted += 1;
+    };
+    // The index met the full disk and gave its headroom up to reopen: while
+    // the disk stays full, reads work and new bytes are refused.
+    assert!(!headroom.exists(), "the index kept its headroom");
+    b.get().await.assert_status(404);
+    let more = b
+        .patch(b_offset as u64, &b_data[b_offset..b_offset + SMALL])
+        .await;
+    more.assert_problem(507, "storage_full");
     std::fs::remove_file(&path).unwrap();
-    b.head().await.assert_offset(b_offset as u64);
+    let offset = offset_after_refusal(b, b_offset, refused_end, Placement::Everything).await;
+    println!("index refused after {accepted} small PATCHes; B at {offset}");
+    offset
+}
+
+/// PATCHes that each complete one segment when there is room for exactly
+/// that segment: the segment is written and synced, then the index writes
+/// the record that counts it and a large tail record, until the index needs
+/// room it does not have and refuses the record. The file then holds a
+/// segment its record may not count; once space returns, the next PATCH
+/// cuts it off (under a new write generation) or, if the refused record
+/// reached the log, goes on after it. Returns B's offset.
+async fn refuse_record_after_its_segment(
+    mount: &Path,
+    b: &Upload<'_>,
+    b_data: &[u8],
+    mut b_offset: usize,
+) -> usize {
+    use strongroom::crypto::seg1;
+    // Left in the tail record each time, so the index log moves on fast.
+    const TAIL: usize = 60_000;
+    let segments = mount.join("data").join("segments");
+    let file = segments.join(&b.id()[..2]).join(format!("{}.seg", b.id()));
+    let file_len = || std::fs::metadata(&file).unwrap().len();
+    let ballast = fill_with_ballast(mount);
+    let ballast_file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ballast)
+        .unwrap();
+    let (_, page) = tmpfs_free(mount);
+    let pages = |at: u64| at.div_ceil(page);
+    for accepted in 0..16 {
+        let index = (b_offset / seg1::SEGMENT_SIZE) as u64;
+        let end = (index as usize + 1) * seg1::SEGMENT_SIZE + TAIL;
+        assert_eq!(file_len(), seg1::segment_offset(index));
+        let needed =
+            (pages(seg1::segment_offset(index + 1)) - pages(seg1::segment_offset(index))) * page;
+        let len = ballast_file.metadata().unwrap().len();
+        ballast_file
+            .set_len(len.div_ceil(page) * page - needed)
+            .unwrap();
+        assert_eq!(tmpfs_free(mount).0, needed, "room for exactly one segment");
+        let reply = b.patch(b_offset as u64, &b_data[b_offset..end]).await;
+        status_ok_or_full(&reply, "a segment with exactly its room");
+        if reply.status.is_success() {
+            reply.assert_offset(end as u64);
+            b_offset = end;
+            continue;
+        }
+        assert_eq!(
+            file_len(),
+            seg1::segment_offset(index + 1),
+            "the segment was written and the index refused its record"
+        );
+        std::fs::remove_file(&ballast).unwrap();
+        let offset = offset_after_refusal(b, b_offset, end, Placement::Everything).await;
+        println!(
+            "index refused the record of a written segment after {accepted} accepted; B at \
+             {offset} ({})",
+            if offset == end {
+                "the refused record had reached the log"
+            } else {
+                "the segment gets cut off"
+            }
+        );
+        return offset;
+    }
+    panic!("the index never ran out of room");
 }

@@ -710,7 +710,12 @@ impl Sim {
         let before = self.faults();
         let result = self
             .ingest()
-            .patch(id, TENANT, chunk, Box::pin(futures_util::stream::iter(body)))
+            .patch(
+                id,
+                TENANT,
+                chunk,
+                Box::pin(futures_util::stream::iter(body)),
+            )
             .await;
         let faulted = self.faults() > before;
         let what = format!("patch {} {len}+{extra} on the committed object", id.short());

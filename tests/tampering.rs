@@ -31,17 +31,21 @@ const SEG: usize = SEGMENT_SIZE;
 type Snapshots = Arc<Mutex<Vec<(PathBuf, Vec<u8>)>>>;
 
 /// The real disk, keeping a copy of every segment file's bytes just before
-/// it is cut back (a discarded chunk): the "old copy" an attacker restoring a
-/// backup or a snapshot of the data dir would have.
+/// it is cut back (a discarded chunk, or recovery after a failed one): the
+/// "old copy" an attacker restoring a backup or a snapshot of the data dir
+/// would have. It can also fail every fsync of one file, which stops that
+/// upload with bytes written past what its record acknowledges.
 #[derive(Default)]
 struct SnapshotDisk {
     cut: Snapshots,
+    fail_sync: Arc<Mutex<Option<PathBuf>>>,
 }
 
 struct SnapshotFile {
     inner: Arc<dyn DiskFile>,
     path: PathBuf,
     cut: Snapshots,
+    fail_sync: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl Disk for SnapshotDisk {
@@ -50,6 +54,7 @@ impl Disk for SnapshotDisk {
             inner: OsDisk.open(path, mode)?,
             path: path.to_owned(),
             cut: self.cut.clone(),
+            fail_sync: self.fail_sync.clone(),
         }))
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -77,6 +82,9 @@ impl DiskFile for SnapshotFile {
         self.inner.read_at(offset, buf)
     }
     fn sync(&self) -> io::Result<()> {
+        if self.fail_sync.lock().unwrap().as_ref() == Some(&self.path) {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
         self.inner.sync()
     }
     fn size(&self) -> io::Result<u64> {
@@ -131,6 +139,7 @@ enum Read {
     /// The transfer broke after `n` bytes that were not all the uploaded
     /// ones: authentic but stale segments, caught only by the object digest
     /// before the last chunk. The client never gets a complete wrong body.
+    /// Write generations leave no tamper here that reads this way.
     BrokenStale(usize),
     /// A complete transfer of bytes that differ from what was uploaded: must
     /// never happen.
@@ -208,6 +217,7 @@ fn faults_of<'a>(report: &'a ScrubReport, id: &str) -> &'a [Fault] {
 async fn every_tamper_is_detected_by_reads_and_by_scrub() {
     let disk = SnapshotDisk::default();
     let cut = disk.cut.clone();
+    let fail_sync = disk.fail_sync.clone();
     let mut server = TestServer::start_on_disk(Arc::new(disk), |_| {}).await;
 
     // name, size: every size class around the 64 KiB segment boundary.
@@ -305,6 +315,31 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
         .map(|(_, bytes)| bytes.clone())
         .expect("the discarded chunk's sealed segments 2 to 5 were on disk");
 
+    // A cut by recovery: bytes [0, 100,000) are acknowledged, then a chunk of
+    // other bytes completing the upload is written (segments 1 to 6) but its
+    // fsync fails, so nothing of it is acknowledged and the upload stops.
+    // The restart below cuts the file back to segment 1; the right bytes are
+    // then sent again at the same offsets.
+    let recovered_data = bytes(400_000, 954);
+    let recovered_id = {
+        let up = server.create(recovered_data.len() as u64).await;
+        up.patch(0, &recovered_data[..100_000])
+            .await
+            .assert_offset(100_000);
+        *fail_sync.lock().unwrap() = Some(segment_file(&server, up.id()));
+        let failed = up.patch(100_000, &bytes(300_000, 955)).await;
+        *fail_sync.lock().unwrap() = None;
+        assert!(!failed.status.is_success(), "{:?}", failed.status);
+        up.head().await.assert_status(503);
+        up.id().to_owned()
+    };
+    let recovered_path = segment_file(&server, &recovered_id);
+    let recovered_len = std::fs::metadata(&recovered_path).unwrap().len();
+    assert!(
+        recovered_len as usize >= sealed(5).end,
+        "the failed chunk's segments are on disk ({recovered_len} bytes)"
+    );
+
     // Staged uploads: one whose tail record will be altered, one whose full
     // segment will be flipped, one left alone.
     let staged = |seed: u64| bytes(300_000, seed);
@@ -326,11 +361,11 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
     let before = server.appliance().ingest.scrub().await.expect("scrub");
     assert!(before.is_clean(), "clean data reported damaged: {before:?}");
     assert_eq!(before.objects, specs.len() as u64 + 2);
-    assert_eq!(before.uploads, 3);
+    assert_eq!(before.uploads, 4);
     let committed: u64 = specs.iter().map(|(_, s)| *s as u64).sum::<u64>() + 300_000 + 500_000;
     assert_eq!(
         before.bytes_verified,
-        committed + 100_000 + 140_000 + 70_000
+        committed + 100_000 + 140_000 + 70_000 + 100_000
     );
 
     // ---- the tail record, in the index: only with the server stopped ----
@@ -346,6 +381,24 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
         staging.put(&record, TailChange::Set(tail)).unwrap();
     }
     server.restart().await;
+    let recovered_copy = cut
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(path, bytes)| *path == recovered_path && bytes.len() >= sealed(5).end)
+        .map(|(_, bytes)| bytes.clone())
+        .expect("recovery cut the failed chunk's segments off");
+    {
+        let up = Upload {
+            server: &server,
+            path: format!("/files/{recovered_id}"),
+        };
+        up.head().await.assert_offset(100_000);
+        up.patch(100_000, &recovered_data[100_000..])
+            .await
+            .assert_offset(recovered_data.len() as u64);
+    }
 
     // ---- the segment files, with the server running ----
     let (flip, _) = find("flip");
@@ -407,6 +460,11 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
         // them off; segments 0-1 (before the cut) and 6-7 stay current.
         let span = sealed(2).start..sealed(5).end;
         f[span.clone()].copy_from_slice(&rewound_copy[span]);
+    });
+    edit(&recovered_path, |f| {
+        // The failed chunk's segments 1-5, where recovery cut them off.
+        let span = sealed(1).start..sealed(5).end;
+        f[span.clone()].copy_from_slice(&recovered_copy[span]);
     });
     edit(&segment_file(&server, &staged_flip_id), |f| {
         f[HEADER_LEN + 100] ^= 0x80
@@ -567,6 +625,26 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
         });
     }
     {
+        let path = format!("/objects/{recovered_id}");
+        let data = &recovered_data;
+        let seg0 = read(&server, &path, Some("bytes=0-65535"), &data[..SEG]).await;
+        assert_eq!(seg0, Read::Intact, "a range before the recovered index");
+        let whole = read(&server, &path, None, data).await;
+        let stale = read(
+            &server,
+            &path,
+            Some("bytes=200000-299999"),
+            &data[200_000..300_000],
+        )
+        .await;
+        cases.push(Case {
+            name: "segments cut by recovery replayed (segments 1-5)",
+            damaged: vec![recovered_id.clone()],
+            read: vec![whole, stale],
+            scrub: false,
+        });
+    }
+    {
         // A staged upload is read back only to resume it: the replay of its
         // staged bytes (tail included) must refuse, never commit wrong bytes.
         let up = Upload {
@@ -641,7 +719,7 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
         reported, expected,
         "scrub must name exactly the damaged ones"
     );
-    assert_eq!(report.objects, specs.len() as u64 + 2);
+    assert_eq!(report.objects, specs.len() as u64 + 3);
     assert_eq!(report.uploads, 3);
     assert!(report.busy.is_empty());
 
@@ -665,6 +743,9 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
     says(&header, |f| matches!(f, Fault::Header(_)));
     says(&stale_id, |f| *f == Fault::Segments(vec![0, 1, 2, 3]));
     says(&rewound_id, |f| *f == Fault::Segments(vec![2, 3, 4, 5]));
+    says(&recovered_id, |f| {
+        *f == Fault::Segments(vec![1, 2, 3, 4, 5])
+    });
     says(&tail_id, |f| matches!(f, Fault::Tail(_)));
     says(&staged_flip_id, |f| *f == Fault::Segments(vec![0]));
     assert!(faults_of(&report, &staged_clean_id).is_empty());
@@ -726,7 +807,7 @@ async fn every_tamper_is_detected_by_reads_and_by_scrub() {
     assert_eq!(named, expected, "{stdout}");
     let summary = lines.last().expect("a summary line");
     assert!(
-        summary.contains(&format!("{} objects checked", specs.len() + 2))
+        summary.contains(&format!("{} objects checked", specs.len() + 3))
             && summary.contains(&format!("{} damaged", expected.len())),
         "{summary}"
     );
@@ -747,11 +828,11 @@ fn scrub_cli(data_dir: &Path, json: bool) -> std::process::Output {
 }
 
 fn print_table(cases: &[Case], report: &ScrubReport) {
-    println!("{:<56} {:<34} scrub", "tamper", "reads");
+    println!("{:<56} {:<38} scrub", "tamper", "reads");
     for case in cases {
         let reads: Vec<String> = case.read.iter().map(|r| format!("{r:?}")).collect();
         println!(
-            "{:<56} {:<34} {}",
+            "{:<56} {:<38} {}",
             case.name,
             reads.join(", "),
             if case.scrub { "detected" } else { "MISSED" }

@@ -15,9 +15,10 @@ pub mod presign;
 pub mod scope;
 pub mod tokens;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -38,6 +39,9 @@ use tokens::{Grant, Revocations};
 /// The tenant every request acts for when authentication is off, and the
 /// tenant the first start creates.
 pub const DEFAULT_TENANT: &str = "default";
+
+/// Verified tokens remembered at once (a few hundred bytes each).
+const MAX_CACHED_TOKENS: usize = 4096;
 
 /// The longest a presigned URL may live, whatever the configuration says.
 pub const PRESIGN_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -215,6 +219,11 @@ pub struct Auth {
     realm: Realm,
     credentials: CredentialStore,
     keys: RwLock<TokenKeys>,
+    /// Tokens whose signature and claims were already checked, by the
+    /// SHA-256 of the token text: a tus client sends one token with every
+    /// PATCH, and an Ed25519 verification costs far more than this lookup.
+    /// Revocation, expiry and the tenant are still checked on every use.
+    verified: Mutex<HashMap<[u8; 32], tokens::Verified>>,
     revoked: Revocations,
     presign_key: MacKey,
     failures: FailureLimiter,
@@ -257,6 +266,7 @@ impl Auth {
             config: config.clone(),
             credentials,
             keys: RwLock::new(keys),
+            verified: Mutex::new(HashMap::new()),
             revoked: Revocations::open(dir)?,
             presign_key,
             failures: FailureLimiter::new(config.failures_per_minute),
@@ -291,8 +301,7 @@ impl Auth {
             if credentials::looks_like_api_key(bearer) {
                 return Err(Error::ApiKeyNotAToken);
             }
-            let keys = self.keys.read().expect("token keys poisoned");
-            let verified = tokens::verify(&keys, &self.realm, &self.revoked, bearer, now_secs())?;
+            let verified = self.verify_token(bearer, now_secs())?;
             if !self.credentials.has_tenant(&verified.tenant)? {
                 return Err(Error::InvalidToken("tenant no longer exists"));
             }
@@ -306,6 +315,42 @@ impl Auth {
                 usable_until: Some(verified.expires_at + self.config.leeway.as_secs()),
             })
         })
+    }
+
+    /// A token's claims: from the cache of verified tokens when it is there
+    /// and still within its lifetime, otherwise verified in full.
+    fn verify_token(&self, token: &str, now: u64) -> Result<tokens::Verified, Error> {
+        let digest = crate::crypto::sha256(token.as_bytes());
+        let cached = self
+            .verified
+            .lock()
+            .expect("verified tokens poisoned")
+            .get(&digest)
+            .cloned();
+        if let Some(verified) = cached {
+            if now > verified.expires_at + self.config.leeway.as_secs() {
+                return Err(Error::TokenExpired);
+            }
+            if self
+                .revoked
+                .is_revoked(&verified.token_id, &verified.key_id)
+            {
+                return Err(Error::TokenRevoked);
+            }
+            return Ok(verified);
+        }
+        let keys = self.keys.read().expect("token keys poisoned");
+        let verified = tokens::verify(&keys, &self.realm, &self.revoked, token, now)?;
+        let mut cache = self.verified.lock().expect("verified tokens poisoned");
+        if cache.len() >= MAX_CACHED_TOKENS {
+            let leeway = self.config.leeway.as_secs();
+            cache.retain(|_, v| now <= v.expires_at + leeway);
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+        }
+        cache.insert(digest, verified.clone());
+        Ok(verified)
     }
 
     /// The principal of a presigned download of `object`.

@@ -246,3 +246,24 @@ fn still_valid_rechecks_expiry_with_leeway() {
         Err(Error::TokenExpired)
     ));
 }
+
+#[test]
+fn a_cached_token_still_expires_and_is_still_revocable() {
+    let (_dir, auth, first) = open(&enforcing());
+    let key = first.unwrap();
+    let issued = token(&auth, &key, &["upload:create"]);
+    let header = bearer(&issued.token);
+    // Twice: the second use is served from the cache of verified tokens.
+    assert!(auth.authenticate(Some(&header), CLIENT).is_ok());
+    assert!(auth.authenticate(Some(&header), CLIENT).is_ok());
+    let later = issued.expires_at + 61;
+    assert!(matches!(
+        auth.verify_token(&issued.token, later),
+        Err(Error::TokenExpired)
+    ));
+    auth.revoke_token(&issued.token_id).unwrap();
+    assert!(matches!(
+        auth.authenticate(Some(&header), CLIENT),
+        Err(Error::TokenRevoked)
+    ));
+}

@@ -142,10 +142,13 @@ impl Error {
     }
 
     /// Storage errors after which the upload's on-disk state is unknown: the
-    /// upload stops (fail-stop) until a restart has reconciled it.
+    /// upload stops (fail-stop) until a restart has reconciled it. Writes
+    /// refused for space are not among them: a refused segment write is cut
+    /// back, and after a refused index write the index and the file are
+    /// consistent either way (`staging::Error::is_refused_index_write`).
     fn stops_upload(&self) -> bool {
         match self {
-            Error::Staging(_) => !self.is_refused_write(),
+            Error::Staging(e) => !e.is_refused_write() && !e.is_refused_index_write(),
             Error::Crypto(_) | Error::Task(_) => true,
             _ => false,
         }
@@ -794,6 +797,12 @@ impl Ingest {
                     .lock()
                     .expect("stopped set poisoned")
                     .insert(id);
+            }
+            // The index may hold the record as it was or as the refused write
+            // left it, so the stage's record and digest are not to be trusted:
+            // the next request rebuilds both from what is on disk.
+            Err(Error::Staging(e)) if e.is_refused_index_write() => {
+                self.digests.lock().expect("digests poisoned").remove(&id);
             }
             _ => {
                 self.quota.track(&settled.record);

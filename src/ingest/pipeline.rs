@@ -97,8 +97,8 @@ pub struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    pub fn new(staging: &'a Staging, plan: ChunkPlan) -> Result<ChunkWriter<'a>, Error> {
-        let writer = staging.writer(&plan.record)?;
+    pub fn new(staging: &'a Staging, mut plan: ChunkPlan) -> Result<ChunkWriter<'a>, Error> {
+        let writer = staging.writer(&mut plan.record)?;
         let start_index = writer.next_index();
         let pending = match &plan.tail {
             Some(sealed) => {

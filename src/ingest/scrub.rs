@@ -101,9 +101,9 @@ pub enum Fault {
     /// The tail record of a staged upload.
     Tail(String),
     /// Every segment opened, but the plaintext's SHA-256 differs from the one
-    /// recorded at commit (a stale but authentic segment of the same object,
-    /// which write generations leave possible only for bytes discarded
-    /// before they existed).
+    /// recorded at commit (a stale but authentic segment of the same object:
+    /// since write generations, only one cut off before they existed, or
+    /// lost with its file's new size in a power cut, can be).
     Digest,
 }
 

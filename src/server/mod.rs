@@ -39,8 +39,8 @@ pub use audit_trail::Records;
 pub use cors::Cors;
 pub use listener::{ClientCert, Peer};
 pub use problem::Problem;
-pub use tls::{Error as TlsError, Tls};
 use router::Endpoint;
+pub use tls::{Error as TlsError, Tls};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -258,9 +258,7 @@ async fn dispatch(
         }
         (Endpoint::Object(Ok(_)), _) => Err(Problem::method_not_allowed(&method)),
         (Endpoint::Upload(Err(_)) | Endpoint::Object(Err(_)), _) => Err(Problem::invalid_id()),
-        (Endpoint::Collection, _) => {
-            tus_request(app, caller, parse::Target::Collection, req).await
-        }
+        (Endpoint::Collection, _) => tus_request(app, caller, parse::Target::Collection, req).await,
         (Endpoint::Upload(Ok(id)), _) => {
             tus_request(app, caller, parse::Target::Upload(id), req).await
         }
@@ -289,12 +287,10 @@ async fn tus_request(
         None => limits::Admission::unlimited(),
     };
     let body = match &request {
-        parse::TusRequest::Patch(_) | parse::TusRequest::Create(_) => {
-            app.limiter.pace(
-                &admission,
-                body::chunks(incoming, body::TransferLimits::from_config(&app.limits)),
-            )
-        }
+        parse::TusRequest::Patch(_) | parse::TusRequest::Create(_) => app.limiter.pace(
+            &admission,
+            body::chunks(incoming, body::TransferLimits::from_config(&app.limits)),
+        ),
         _ => body::empty(),
     };
     let reply = tus::handle(&app.ingest, &app.routes, &principal, request, body).await?;

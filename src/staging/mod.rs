@@ -10,6 +10,19 @@
 //! counts them is written, and `Index::put` flushes before it returns. So a
 //! record never claims bytes the file may not have, and a file may only ever
 //! hold *more* than its record claims, which recovery truncates.
+//!
+//! A full disk needs no restart. A segment write the disk refuses is cut back
+//! by the write stage. An index write it refuses closes the index, which
+//! reopens from disk holding the record either as it was or as the refused
+//! write left it (see `index`); both are consistent with the file. The write
+//! stage cannot tell which, so it cuts nothing back (cutting to the old
+//! record could take segments the reopened one counts) and its upload is
+//! not stopped: the next writer compares the file with the record the index
+//! then holds, cuts off what the record does not count before it writes
+//! there, and stops the upload only if the file holds less
+//! (`Staging::writer`). While the disk holding the index is full, the index
+//! keeps its headroom and new bytes are refused (`Error::NoHeadroom`), so
+//! status, downloads and terminations go on.
 
 mod index;
 mod record;
@@ -44,6 +57,10 @@ pub enum Error {
     Corrupt(String),
     #[error("upload {0} is already staged")]
     AlreadyExists(UploadId),
+    /// The disk holding the index is full and the index has used its
+    /// headroom: nothing new is written until space returns.
+    #[error("staging: the disk is full; new bytes are refused until space returns")]
+    NoHeadroom,
 }
 
 impl Error {
@@ -53,6 +70,7 @@ impl Error {
         let io_error = match self {
             Error::Io { source, .. } => Some(source),
             Error::Index(sled::Error::Io(source)) => Some(source),
+            Error::NoHeadroom => return true,
             _ => None,
         };
         io_error
@@ -63,7 +81,18 @@ impl Error {
     /// and no sync failed, so the caller can cut the file back and carry on
     /// once space returns (unlike an fsync error, which is fail-stop).
     pub fn is_refused_write(&self) -> bool {
-        matches!(self, Error::Io { op: "write", .. }) && self.is_storage_full()
+        matches!(self, Error::Io { op: "write", .. } | Error::NoHeadroom) && self.is_storage_full()
+    }
+
+    /// An index write refused for lack of space (or an index too full to
+    /// reopen). Nothing was acknowledged and no sync failed. The index
+    /// reopens holding the record as it was, or as the refused write left it
+    /// if its batch had reached the log; the segment file holds everything
+    /// either counts (segments are synced before their record is written).
+    /// So the upload goes on from whatever the index holds, and only the
+    /// caller's copy of the record, and anything derived from it, is stale.
+    pub fn is_refused_index_write(&self) -> bool {
+        matches!(self, Error::Index(sled::Error::Io(_))) && self.is_storage_full()
     }
 }
 
@@ -121,6 +150,7 @@ impl Staging {
     /// comes first so a crash leaves at worst an orphan file, never a record
     /// without its file.
     pub fn create(&self, record: &UploadRecord, header: &[u8]) -> Result<(), Error> {
+        self.index.headroom().ensure()?;
         let path = self.segment_path(&record.id);
         let dir = path.parent().expect("segment path has a parent");
         self.disk
@@ -165,18 +195,58 @@ impl Staging {
         self.index.records()
     }
 
-    /// Opens the segment file to append after the record's full segments.
-    pub fn writer(&self, record: &UploadRecord) -> Result<SegmentWriter, Error> {
+    /// Opens the segment file to append after the record's full segments,
+    /// once the disk has room for new bytes.
+    ///
+    /// The file may hold more than the record counts: the synced segments
+    /// of a chunk whose record the index refused. They are cut off before
+    /// anything is written at their indexes, as recovery would cut them: a
+    /// new write generation starts at the cut, durably first, and `record`
+    /// takes it. A file shorter than its record is damage, which stops the
+    /// upload.
+    pub fn writer(&self, record: &mut UploadRecord) -> Result<SegmentWriter, Error> {
+        self.index.headroom().ensure()?;
         let path = self.segment_path(&record.id);
         let file = self
             .disk
             .open(&path, OpenMode::ReadWrite)
             .map_err(io_error("open", &path))?;
+        let next_index = record.offset / seg1::SEGMENT_SIZE as u64;
+        let expected = seg1::segment_offset(next_index);
+        let actual = file.size().map_err(io_error("stat", &path))?;
+        if actual < expected {
+            return Err(Error::Corrupt(format!(
+                "upload {}: segment file {} holds {actual} bytes, its record counts {expected}",
+                record.id,
+                path.display()
+            )));
+        }
+        if actual > expected {
+            record.generations = self.cut_generation(&record.id, next_index)?;
+            file.set_len(expected)
+                .map_err(io_error("truncate", &path))?;
+            file.sync().map_err(io_error("fsync", &path))?;
+        }
         Ok(SegmentWriter {
             file,
             path,
-            next_index: record.offset / seg1::SEGMENT_SIZE as u64,
+            next_index,
+            headroom: self.index.headroom().clone(),
         })
+    }
+
+    /// Starts a new write generation at segment `index` in the stored
+    /// record, durably; returns the record's generations. The stored record,
+    /// not the caller's: a request may have changed its copy (a deferred
+    /// length it sets), which must not become durable before it succeeds.
+    fn cut_generation(&self, id: &UploadId, index: u64) -> Result<seg1::Generations, Error> {
+        let mut stored = self
+            .index
+            .get(id)?
+            .ok_or_else(|| Error::Corrupt(format!("upload {id}: no record to cut back to")))?;
+        stored.generations.cut(index);
+        self.index.put(&stored, TailChange::Keep)?;
+        Ok(stored.generations)
     }
 
     /// Opens the segment file for reading (downloads, replays).
@@ -283,7 +353,7 @@ impl Staging {
     /// Counts of what staging holds, for leak checks and metrics.
     pub fn census(&self) -> Result<Census, Error> {
         let mut census = Census {
-            tails: self.index.tail_count(),
+            tails: self.index.tail_count()?,
             ..Census::default()
         };
         for record in self.index.records() {
@@ -326,6 +396,9 @@ pub struct SegmentWriter {
     file: Arc<dyn DiskFile>,
     path: PathBuf,
     next_index: u64,
+    /// Appends stop as soon as the index gives its headroom up, so that a
+    /// long request cannot take the room the index needs.
+    headroom: Arc<index::Headroom>,
 }
 
 impl SegmentWriter {
@@ -335,6 +408,9 @@ impl SegmentWriter {
 
     /// Appends `count` sealed segments laid out back to back in `sealed`.
     pub fn append(&mut self, sealed: &[u8], count: u64) -> Result<(), Error> {
+        if !self.headroom.is_reserved() {
+            return Err(Error::NoHeadroom);
+        }
         self.file
             .write_at(seg1::segment_offset(self.next_index), sealed)
             .map_err(io_error("write", &self.path))?;
@@ -354,5 +430,69 @@ impl SegmentWriter {
         self.file.sync().map_err(io_error("fsync", &self.path))?;
         self.next_index = index;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::OsDisk;
+    use seg1::Generation;
+
+    /// A staged upload whose record counts two full segments (and a tail),
+    /// its file grown to `segments` segments.
+    fn staged(dir: &Path, segments: u64) -> (Staging, UploadRecord, PathBuf) {
+        let staging = Staging::open(dir, Arc::new(OsDisk)).unwrap();
+        let record: UploadRecord = serde_json::from_value(serde_json::json!({
+            "id": UploadId::from_bytes([9; 16]).to_string(),
+            "tenant": "default",
+            "length": 10 * seg1::SEGMENT_SIZE,
+            "offset": 2 * seg1::SEGMENT_SIZE + 10,
+            "metadata": [],
+            "kind": {"type": "regular"},
+            "state": {"state": "receiving"},
+            "created_at": 1,
+            "updated_at": 2,
+            "expires_at": null,
+            "key": {"kek": "local:default:v1", "blob": ""},
+        }))
+        .unwrap();
+        staging.create(&record, &[0; seg1::HEADER_LEN]).unwrap();
+        let path = staging.segment_path(&record.id);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(seg1::segment_offset(segments)).unwrap();
+        (staging, record, path)
+    }
+
+    #[test]
+    fn a_writer_cuts_off_segments_the_record_does_not_count_under_a_new_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three segments past the record: a chunk whose record the index refused.
+        let (staging, mut record, path) = staged(dir.path(), 5);
+        let writer = staging.writer(&mut record).unwrap();
+        assert_eq!(writer.next_index(), 2);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            seg1::segment_offset(2)
+        );
+        assert_eq!(record.generations.of(1), Generation::INITIAL);
+        assert_eq!(record.generations.of(2), Generation(1));
+        let stored = staging.get(&record.id).unwrap().unwrap();
+        assert_eq!(
+            stored.generations, record.generations,
+            "durable before the cut"
+        );
+        // Nothing more to cut: no further generation.
+        drop(writer);
+        staging.writer(&mut record).unwrap();
+        assert_eq!(record.generations.of(2), Generation(1));
+    }
+
+    #[test]
+    fn a_writer_refuses_a_file_shorter_than_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, mut record, _) = staged(dir.path(), 1);
+        let err = staging.writer(&mut record).err().expect("damage");
+        assert!(matches!(err, Error::Corrupt(_)), "{err}");
     }
 }
