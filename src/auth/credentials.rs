@@ -257,7 +257,7 @@ impl CredentialStore {
         let path = self.path();
         let mut contents = read_contents(&path)?;
         change(&mut contents)?;
-        write_contents(&self.dir, &path, &contents)?;
+        write_contents(&path, &contents)?;
         // Force the next snapshot to reload what was just written.
         self.cache
             .lock()
@@ -303,9 +303,18 @@ fn read_contents(path: &Path) -> Result<Contents, Error> {
     }
 }
 
-fn write_contents(dir: &Path, path: &Path, contents: &Contents) -> Result<(), Error> {
-    let temp = dir.join(format!(".{FILE_NAME}.tmp"));
+fn write_contents(path: &Path, contents: &Contents) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(contents).expect("credentials serialise");
+    write_private_atomically(path, &bytes)
+}
+
+/// Replaces `path` with `bytes` (mode 0600) so a crash leaves the old or
+/// the new file, never a mix: temporary file, fsync, rename, directory
+/// fsync. Every file of the auth directory is written this way.
+pub(super) fn write_private_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().expect("auth files live in a directory");
+    let name = path.file_name().expect("auth files have a name");
+    let temp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let _ = fs::remove_file(&temp);
     let mut file = OpenOptions::new()
         .write(true)
@@ -313,7 +322,7 @@ fn write_contents(dir: &Path, path: &Path, contents: &Contents) -> Result<(), Er
         .mode(0o600)
         .open(&temp)
         .map_err(store_error(&temp))?;
-    file.write_all(&bytes).map_err(store_error(&temp))?;
+    file.write_all(bytes).map_err(store_error(&temp))?;
     file.sync_all().map_err(store_error(&temp))?;
     fs::rename(&temp, path).map_err(store_error(path))?;
     File::open(dir)

@@ -165,16 +165,6 @@ impl Principal {
         })
     }
 
-    /// Checks again that the credential is still valid, for steps that
-    /// happen long after the request was authenticated (finishing an
-    /// upload at the end of a long PATCH).
-    pub fn still_valid(&self, now: u64) -> Result<(), Error> {
-        match self.usable_until {
-            Some(until) if now > until => Err(Error::TokenExpired),
-            _ => Ok(()),
-        }
-    }
-
     /// A short, secret-free name of who acted, for logs and the audit trail.
     pub fn actor_label(&self) -> String {
         match &self.actor {

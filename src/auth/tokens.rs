@@ -4,9 +4,8 @@
 //! kept here, in `<data_dir>/auth/revoked.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, UNIX_EPOCH};
@@ -233,33 +232,13 @@ impl Revocations {
         // Entries for tokens that have expired anyway are no longer needed;
         // an hour's margin covers any leeway.
         next.tokens.retain(|_, expires| *expires + 3600 > now);
-        write_atomically(
+        super::credentials::write_private_atomically(
             &self.path,
             &serde_json::to_vec_pretty(&next).expect("serialises"),
         )?;
         *state = next;
         Ok(())
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().expect("revocation file has a directory");
-    let temp = dir.join(".revoked.json.tmp");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Store { path, source }
-    };
-    let _ = fs::remove_file(&temp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(io(&temp))?;
-    file.write_all(bytes).map_err(io(&temp))?;
-    file.sync_all().map_err(io(&temp))?;
-    fs::rename(&temp, path).map_err(io(path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 #[cfg(test)]
