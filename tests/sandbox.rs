@@ -628,21 +628,34 @@ async fn a_full_sandbox_answers_busy_until_a_slot_frees() {
         third.failure().map(|f| f.kind.clone()),
         Some(FailureKind::Busy)
     );
-    // A finished inspection has freed its slot by the time `finish` returns.
+    // A finished inspection frees its slot on a worker once its answer is
+    // out, and a dropped one likewise: both shortly after, never at once.
     first.finish(summary(b"")).await.expect("outcome");
-    let fourth = bench.start(&plugin, "busy-4").await;
+    let fourth = start_once_a_slot_frees(&bench, &plugin, "busy-4").await;
     assert!(fourth.failure().is_none(), "{fourth:?}");
-    // A dropped one frees it on a worker, shortly after.
     drop(second);
-    let mut fifth = bench.start(&plugin, "busy-5").await;
+    let fifth = start_once_a_slot_frees(&bench, &plugin, "busy-5").await;
+    assert!(fifth.failure().is_none(), "{fifth:?}");
+    // Both slots are taken again: the sandbox is still capped at two.
+    let sixth = bench.start(&plugin, "busy-6").await;
+    assert_eq!(
+        sixth.failure().map(|f| f.kind.clone()),
+        Some(FailureKind::Busy)
+    );
+}
+
+/// Starts an inspection, retrying for up to half a second while the sandbox
+/// answers busy (a freed slot is released on a worker, asynchronously).
+async fn start_once_a_slot_frees(bench: &Bench, plugin: &Arc<Plugin>, upload: &str) -> Inspection {
+    let mut inspection = bench.start(plugin, upload).await;
     for _ in 0..100 {
-        if fifth.failure().is_none() {
+        if inspection.failure().map(|f| &f.kind) != Some(&FailureKind::Busy) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-        fifth = bench.start(&plugin, "busy-5").await;
+        inspection = bench.start(plugin, upload).await;
     }
-    assert!(fifth.failure().is_none(), "{fifth:?}");
+    inspection
 }
 
 #[tokio::test]
