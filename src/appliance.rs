@@ -9,16 +9,18 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::admin::{Admin, Health, PolicyControl};
+use crate::admin::{Admin, AdminParts, ConsoleSettings, Health, PolicyControl};
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::config::{KeyProviderKind, KeysConfig};
 use crate::crypto::pkcs11::{Pkcs11Config, Pkcs11Keys};
 use crate::crypto::{self, Aead, KeyProvider, LocalKeyring};
 use crate::disk::{Disk, OsDisk};
+use crate::events::Bus;
 use crate::ingest::{self, Ingest, IngestConfig};
+use crate::metrics::{MeteredDisk, Metrics};
 use crate::policy::{LimitsTable, LiveLimits, Policy};
-use crate::server::{self, App};
+use crate::server::{self, App, AppParts, ConsoleOrigins};
 use crate::shutdown::Shutdown;
 use crate::staging::{self, RecoveryReport, Staging};
 
@@ -74,6 +76,9 @@ pub struct Appliance {
     pub auth: Arc<Auth>,
     /// The audit trail and the manifest key.
     pub records: server::Records,
+    /// Its Prometheus metrics and live events.
+    pub metrics: Arc<Metrics>,
+    pub events: Arc<Bus>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -111,10 +116,16 @@ impl Appliance {
                  `default` with every scope. Development only; allowed on loopback listeners only."
             );
         }
+        let metrics = Arc::new(Metrics::new());
+        let events = Arc::new(Bus::new());
+        let disk: Arc<dyn Disk> = Arc::new(MeteredDisk::new(disk, metrics.clone()));
         let staging = Arc::new(Staging::open(&data_dir, disk)?);
+        staging.set_metrics(metrics.clone());
         let ingest = Ingest::new(ingest_config(&config), staging, keys);
+        ingest.set_observers(metrics.clone(), events.clone());
         // Before recovery, which may settle (and so record) commits.
         let records = open_records(&config, &data_dir).await?;
+        records.trail.log().set_metrics(metrics.clone());
         ingest.set_audit(records.trail.clone(), records.manifests.clone());
         let policy = start_plugins(&config, &ingest).await?;
         let (live_limits, policy) = start_limits(&config, policy).await?;
@@ -122,7 +133,6 @@ impl Appliance {
         let health = Arc::new(Health::default());
         let recovery = ingest.recover().await?;
         health.set_ready();
-        let admin = Arc::new(Admin::new(health, ingest.clone(), policy.clone()));
 
         let shutdown = Shutdown::default();
         let public_addr = public.local_addr().expect("bound listener has an address");
@@ -133,22 +143,33 @@ impl Appliance {
         if !auth.enforcing() && !all_loopback {
             return Err(Error::OpenNonLoopback);
         }
-        let app = App::new(
-            ingest.clone(),
-            auth.clone(),
-            config.server.clone(),
+        let admin = Arc::new(Admin::new(AdminParts {
+            health,
+            ingest: ingest.clone(),
+            policy: policy.clone(),
+            audit: Some(records.trail.log().clone()),
+            data_dir: data_dir.clone(),
+            console: console_settings(&config, public_addr, tls.is_some(), auth.enforcing()),
+        }));
+        let app = App::new(AppParts {
+            ingest: ingest.clone(),
+            auth: auth.clone(),
+            limits: config.server.clone(),
             live_limits,
-            Some(records.clone()),
-        );
+            records: Some(records.clone()),
+            console_origins: ConsoleOrigins::of_admin_listener(admin_addr),
+            shutdown: shutdown.clone(),
+        });
         let mut tasks = vec![
-            tokio::spawn(server::run(public, app, tls, shutdown.wait())),
+            tokio::spawn(server::run(public, app, tls.clone(), shutdown.wait())),
             tokio::spawn(server::run_admin(
                 admin_listener,
                 admin.clone(),
                 auth.clone(),
                 config.server.clone(),
                 Some(records.clone()),
-                shutdown.wait(),
+                tls,
+                shutdown.clone(),
             )),
             // Signs the records every second; a last time on shutdown.
             tokio::spawn(crate::audit::run_checkpoints(
@@ -177,6 +198,8 @@ impl Appliance {
             first_admin_key,
             auth,
             records,
+            metrics,
+            events,
             shutdown,
             tasks,
         })
@@ -246,6 +269,33 @@ async fn open_keys(
     .map_err(|e| Error::KeysTask(e.to_string()))?
 }
 
+/// How the console reaches the public listener: `server.public_url` when
+/// set, else the listener's own address (a guess from the browser's host
+/// when it listens on every address).
+fn console_settings(
+    config: &Config,
+    public_addr: std::net::SocketAddr,
+    tls: bool,
+    tokens: bool,
+) -> ConsoleSettings {
+    let scheme = if tls { "https" } else { "http" };
+    let configured = config.server.public_url.trim_end_matches('/');
+    let public_url = if !configured.is_empty() {
+        Some(configured.to_owned())
+    } else if public_addr.ip().is_unspecified() {
+        None
+    } else {
+        Some(format!("{scheme}://{public_addr}"))
+    };
+    ConsoleSettings {
+        public_url,
+        public_scheme: scheme,
+        public_port: public_addr.port(),
+        auth: if tokens { "tokens" } else { "none" },
+        max_size: config.uploads.max_size.as_u64(),
+    }
+}
+
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
@@ -282,8 +332,9 @@ async fn start_plugins(
     };
     let plugins = config.plugins.clone();
     let data_dir = config.storage.data_dir.clone();
+    let metrics = ingest.metrics().clone();
     let screen = tokio::task::spawn_blocking(move || {
-        crate::screen::PluginScreen::start(policy, &plugins, &data_dir)
+        crate::screen::PluginScreen::start(policy, &plugins, &data_dir, metrics)
     })
     .await
     .map_err(|e| Error::PluginsUnavailable(e.to_string()))??;
@@ -355,6 +406,10 @@ impl PolicyControl for PolicyWithLimits {
 
     fn status(&self) -> serde_json::Value {
         self.chain.status()
+    }
+
+    fn document(&self) -> serde_json::Value {
+        self.chain.document()
     }
 }
 

@@ -4,7 +4,9 @@
 //! objects that stream back with Range support.
 //!
 //! Data flows one way: server → tus → ingest (→ screen → sandbox) →
-//! {staging, store, crypto}.
+//! {staging, store, crypto}. Two cross-cutting leaves take records from
+//! anywhere and call nobody: `metrics` (Prometheus) and `events` (the live
+//! feed), as `tracing` does for logs.
 
 pub mod admin;
 pub mod appliance;
@@ -14,8 +16,10 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod disk;
+pub mod events;
 pub mod id;
 pub mod ingest;
+pub mod metrics;
 pub mod policy;
 #[cfg(feature = "plugins")]
 pub mod sandbox;

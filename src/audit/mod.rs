@@ -180,6 +180,11 @@ pub struct Stats {
     pub syncs: u64,
     /// Checkpoints written since open.
     pub checkpoints: u64,
+    /// Durable records no checkpoint signs yet.
+    pub unsigned: u64,
+    /// How long the oldest of those has waited at most: the time since the
+    /// latest checkpoint while records wait, zero when none do.
+    pub unsigned_for: Duration,
 }
 
 /// An open audit log. Share it in an `Arc`; every method is safe to call
@@ -197,6 +202,8 @@ pub struct Audit {
     /// Signalled after each batch is written (or fails).
     flushed: Condvar,
     checkpoints: Mutex<Checkpoints>,
+    /// Where fsync latencies go, once the appliance wires metrics in.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -233,6 +240,8 @@ struct Checkpoints {
     latest: Option<Checkpoint>,
     written: u64,
     stopped: Option<String>,
+    /// When the latest checkpoint was signed (or the log opened).
+    signed_at: std::time::Instant,
 }
 
 impl Audit {
@@ -310,7 +319,9 @@ impl Audit {
                 latest,
                 written: 0,
                 stopped: None,
+                signed_at: std::time::Instant::now(),
             }),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -366,7 +377,7 @@ impl Audit {
             drop(log);
             let written = (&self.records)
                 .write_all(&batch)
-                .and_then(|()| self.records.sync_data());
+                .and_then(|()| self.sync_records());
             log = self.lock_log();
             log.flushing = false;
             match written {
@@ -447,6 +458,7 @@ impl Audit {
         }
         checkpoints.len += entry.len() as u64;
         checkpoints.written += 1;
+        checkpoints.signed_at = std::time::Instant::now();
         checkpoints.latest = Some(checkpoint.clone());
         Ok(checkpoint)
     }
@@ -525,11 +537,38 @@ impl Audit {
             (log.tree.size(), log.syncs)
         };
         let checkpoints = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let signed = checkpoints.latest.as_ref().map_or(0, |c| c.size());
+        let unsigned = records.saturating_sub(signed);
         Stats {
             records,
             syncs,
             checkpoints: checkpoints.written,
+            unsigned,
+            unsigned_for: if unsigned == 0 {
+                Duration::ZERO
+            } else {
+                checkpoints.signed_at.elapsed()
+            },
         }
+    }
+
+    /// Times every fsync of the records file from now on.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn sync_records(&self) -> std::io::Result<()> {
+        match self.metrics.get() {
+            Some(metrics) => metrics.time_fsync(crate::metrics::FsyncFile::Audit, || {
+                self.records.sync_data()
+            }),
+            None => self.records.sync_data(),
+        }
+    }
+
+    /// The records file's size in bytes.
+    pub fn records_bytes(&self) -> u64 {
+        self.records.metadata().map_or(0, |m| m.len())
     }
 
     fn lock_log(&self) -> MutexGuard<'_, Log> {

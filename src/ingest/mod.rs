@@ -4,6 +4,7 @@
 //! and the per-upload writer lock. Never sees HTTP types: the tus layer hands
 //! it typed requests and a stream of body chunks.
 
+mod inventory;
 mod locks;
 mod pipeline;
 mod quota;
@@ -22,7 +23,9 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::crypto::{self, Aead, DigestAlgorithm, KeyProvider, ObjectKeys, Sha256, seg1};
+use crate::events::{Bus, Detail};
 use crate::id::UploadId;
+use crate::metrics::Metrics;
 use crate::staging::{
     self, Disposition, RecoveryReport, ScreeningReport, Staging, UploadKind, UploadRecord,
     UploadState,
@@ -32,6 +35,7 @@ use crate::store::{self, ByteRange, Layout, PlainReader};
 use locks::UploadLocks;
 use pipeline::{ChecksumRule, ChunkPlan, ChunkWriter, Ending, Settled, StageMsg};
 
+pub use inventory::{Inventory, ObjectPage, ObjectQuery, TenantHoldings};
 pub use quota::{QuotaCheck, QuotaExceeded};
 pub use rotation::{KeyListing, KeyUse, RotationReport, ShredReport, TenantRotation};
 pub use screening::{BoxFuture, ObjectDigest, Rejection, Screen, Screening, Unavailable, Verdict};
@@ -80,6 +84,8 @@ pub enum Error {
     NotDownloadable(UploadId),
     #[error("upload {0} is held in quarantine")]
     Quarantined(UploadId),
+    #[error("object {0} is not in quarantine")]
+    NotQuarantined(UploadId),
     #[error("upload {0} is complete and waiting for its inspection verdict")]
     VerdictPending(UploadId),
     #[error("upload rejected by {}: {} ({})", .0.plugin, .0.message, .0.code)]
@@ -289,6 +295,10 @@ pub struct Ingest {
     /// The audit trail and manifest key; unset, nothing is recorded and
     /// objects have no manifest.
     recorder: OnceLock<trail::Recorder>,
+    /// Where counters and live events go; private ones until the appliance
+    /// wires in its own (`set_observers`).
+    metrics: OnceLock<Arc<Metrics>>,
+    events: OnceLock<Arc<Bus>>,
 }
 
 type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
@@ -334,8 +344,25 @@ impl Ingest {
             screenings: Mutex::new(HashMap::new()),
             quota: Arc::default(),
             recorder: OnceLock::new(),
+            metrics: OnceLock::new(),
+            events: OnceLock::new(),
             config,
         })
+    }
+
+    /// Wires in the appliance's metrics and event bus. Set once, before the
+    /// first request; until then each is a private one nobody reads.
+    pub fn set_observers(&self, metrics: Arc<Metrics>, events: Arc<Bus>) {
+        let _ = self.metrics.set(metrics);
+        let _ = self.events.set(events);
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.metrics.get_or_init(Arc::default)
+    }
+
+    pub fn events(&self) -> &Arc<Bus> {
+        self.events.get_or_init(Arc::default)
     }
 
     /// Replaces the OS RNG as the source of new upload ids, for deterministic
@@ -458,6 +485,11 @@ impl Ingest {
         blocking(move || Ok(staging.create(&stored, &header)?)).await?;
         self.quota.track(&record);
         drop(gate);
+        let created = Detail::Created {
+            length,
+            filename: metadata_text(&record, "filename"),
+        };
+        self.events().publish(id, &record.tenant, created);
         let finished = match &record.kind {
             UploadKind::Final { .. } => self.assemble_if_ready(id).await,
             UploadKind::Regular if length == Some(0) => self.finish_complete(id).await,
@@ -602,6 +634,7 @@ impl Ingest {
         chunk: Chunk,
         body: BodyStream,
     ) -> Result<UploadStatus, Error> {
+        tracing::Span::current().record("upload", tracing::field::display(id));
         let mut guard = self.locks.acquire(id).await?;
         let mut record = self.load_owned(id, tenant).await?;
         let deferred = record.length.is_none();
@@ -632,9 +665,14 @@ impl Ingest {
             plan.disposition = Disposition::Pending;
         }
         let completes_partial = matches!(plan.record.kind, UploadKind::Partial);
+        let _active = self.metrics().upload_body();
+        let arrivals = Arrivals::of(&plan.record);
         let (tx, mut rx) = mpsc::channel(STAGE_QUEUE);
         let staging = self.staging.clone();
+        // The write stage logs as part of the request (its id and upload).
+        let span = tracing::Span::current();
         let stage = tokio::task::spawn_blocking(move || {
+            let _request = span.enter();
             let fallback = (plan.record.clone(), plan.sha256.clone());
             match ChunkWriter::new(&staging, plan) {
                 Ok(writer) => writer.run(&mut rx),
@@ -645,7 +683,9 @@ impl Ingest {
                 },
             }
         });
-        let ending = meter.ending(self.pump(body, &tx, &mut guard, feeder.as_mut()).await);
+        let pumped = self.pump(body, &tx, &mut guard, feeder.as_mut(), arrivals);
+        let ending = meter.ending(pumped.await);
+        let body_ended = std::time::Instant::now();
         let (ending, commit) = self.quota.admit_completion(&completion, &meter, ending);
         // The stage may have stopped early (an error): then it no longer listens.
         let _ = tx.send(StageMsg::End(ending)).await;
@@ -657,11 +697,26 @@ impl Ingest {
         let concluded = self.conclude(feeder, &stored, outcome).await;
         self.forget_if_rejected(&stored, &concluded);
         concluded?;
+        self.published_progress(&stored, body_ended);
         drop(guard);
         if completes_partial {
             self.assemble_finals_waiting_on(id).await?;
         }
         self.status(id).await
+    }
+
+    /// After a request that stored bytes: the acknowledged offset for the
+    /// live feed, and for a commit the time since its last byte.
+    fn published_progress(&self, stored: &UploadRecord, body_ended: std::time::Instant) {
+        let durable = Detail::Progress {
+            offset: stored.offset,
+            length: stored.length,
+            durable: true,
+        };
+        self.events().publish(stored.id, &stored.tenant, durable);
+        if stored.is_committed() {
+            self.metrics().finalized(body_ended.elapsed());
+        }
     }
 
     /// Moves body frames to the write stage until the body ends, stalls, fails
@@ -672,6 +727,7 @@ impl Ingest {
         tx: &mpsc::Sender<StageMsg>,
         guard: &mut locks::UploadGuard<'_>,
         mut feeder: Option<&mut screening::Feeder>,
+        mut arrivals: Arrivals,
     ) -> Ending {
         let idle = self.config.body_idle_timeout;
         let mut trailer = None;
@@ -691,6 +747,7 @@ impl Ingest {
                 Ok(Some(Err(err))) => return Ending::Interrupted(err.into()),
                 Ok(Some(Ok(BodyChunk::TrailerChecksum(c)))) => trailer = Some(c),
                 Ok(Some(Ok(BodyChunk::Data(bytes)))) => {
+                    self.arrived(&mut arrivals, bytes.len());
                     let budget = self.reserve(bytes.len()).await;
                     let copy = feeder.is_some().then(|| bytes.clone());
                     if tx.send(StageMsg::Data(bytes, budget)).await.is_err() {
@@ -704,6 +761,18 @@ impl Ingest {
                 }
             }
         }
+    }
+
+    /// Counts a frame's bytes for metrics and the live feed.
+    fn arrived(&self, arrivals: &mut Arrivals, len: usize) {
+        arrivals.offset += len as u64;
+        self.metrics().ingress(&arrivals.tenant, len as u64);
+        self.events().publish_received(
+            arrivals.id,
+            &arrivals.tenant,
+            arrivals.offset,
+            arrivals.length,
+        );
     }
 
     fn check_chunk(&self, record: &mut UploadRecord, chunk: &Chunk) -> Result<(), Error> {
@@ -988,11 +1057,25 @@ impl Ingest {
     /// Removes an upload or object; its wrapped key goes with the record, so
     /// its bytes are unreadable from then on.
     pub async fn terminate(self: &Arc<Self>, id: UploadId, tenant: &str) -> Result<(), Error> {
+        self.remove(id, Some(tenant), "terminated")
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes an upload or object of `tenant` (of any tenant with `None`),
+    /// record and wrapped key first, then its file; `reason` goes to the
+    /// live feed.
+    async fn remove(
+        self: &Arc<Self>,
+        id: UploadId,
+        tenant: Option<&str>,
+        reason: &'static str,
+    ) -> Result<UploadRecord, Error> {
         let _guard = self.locks.acquire(id).await?;
         let staging = self.staging.clone();
-        let tenant = tenant.to_owned();
+        let tenant = tenant.map(str::to_owned);
         let removed = blocking(move || match staging.get(&id)? {
-            Some(record) if record.tenant == tenant => {
+            Some(record) if tenant.as_deref().is_none_or(|t| record.tenant == t) => {
                 staging.remove(&id)?;
                 Ok(record)
             }
@@ -1002,7 +1085,9 @@ impl Ingest {
         self.quota.forget(&removed);
         self.digests.lock().expect("digests poisoned").remove(&id);
         self.forget_screening(&id);
-        Ok(())
+        self.events()
+            .publish(id, &removed.tenant, Detail::Deleted { reason });
+        Ok(removed)
     }
 
     /// Removes unfinished uploads whose expiry has passed. Skips uploads a
@@ -1035,6 +1120,8 @@ impl Ingest {
             self.quota.forget(&record);
             self.digests.lock().expect("digests poisoned").remove(&id);
             self.forget_screening(&id);
+            let deleted = Detail::Deleted { reason: "expired" };
+            self.events().publish(id, &record.tenant, deleted);
             removed += 1;
         }
         Ok(removed)
@@ -1069,6 +1156,16 @@ impl Ingest {
             Disposition::Pending => return Err(Error::VerdictPending(id)),
             Disposition::Quarantined => return Err(Error::Quarantined(id)),
         }
+        self.open_record(record).await
+    }
+
+    /// A reader over a committed record's plaintext, whatever its
+    /// disposition: the callers decide who may read what.
+    async fn open_record(&self, record: UploadRecord) -> Result<Download, Error> {
+        let id = record.id;
+        let UploadState::Committed(commit) = &record.state else {
+            return Err(Error::NotDownloadable(id));
+        };
         let length = record.offset;
         let keys = Arc::new(self.object_keys(&record).await?);
         let staging = self.staging.clone();
@@ -1088,6 +1185,27 @@ impl Ingest {
                 record.generations.clone(),
             )),
         })
+    }
+}
+
+/// Where an upload's bytes stand as a request's frames arrive: for the
+/// ingress counter and the live feed's (throttled) progress.
+struct Arrivals {
+    id: UploadId,
+    tenant: String,
+    /// Bytes received so far, the upload's earlier requests included.
+    offset: u64,
+    length: Option<u64>,
+}
+
+impl Arrivals {
+    fn of(record: &UploadRecord) -> Arrivals {
+        Arrivals {
+            id: record.id,
+            tenant: record.tenant.clone(),
+            offset: record.offset,
+            length: record.length,
+        }
     }
 }
 

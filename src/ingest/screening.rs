@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::events::Detail;
 use crate::id::UploadId;
 use crate::staging::{Disposition, ScreeningReport, UploadRecord, UploadState};
 use crate::store::{Layout, PlainReader};
@@ -352,6 +353,9 @@ impl Ingest {
             Ok(record) => record,
             Err(err) => return err,
         };
+        if let Some(record) = &record {
+            self.announce_rejection(record, &rejection);
+        }
         // Destroyed either way; a rejection that could not be recorded is
         // not reported as one.
         if let Err(err) = self.record_rejection(id, record.as_ref(), &rejection).await {
@@ -395,9 +399,57 @@ impl Ingest {
         blocking(move || Ok(staging.put(&stored, crate::staging::TailChange::Keep)?)).await?;
         if let Some(disposition) = record.disposition() {
             tracing::info!(upload = %record.id, ?disposition, "upload settled");
+            self.announce_settled(&record, disposition);
         }
         self.observe(&record);
         Ok(())
+    }
+
+    /// A settled object for metrics and the live feed: its commit, then the
+    /// verdict with the first plugin that did not accept it.
+    fn announce_settled(&self, record: &UploadRecord, disposition: Disposition) {
+        let UploadState::Committed(commit) = &record.state else {
+            return;
+        };
+        let word = super::trail::disposition_word(disposition);
+        let age = now_secs().saturating_sub(record.created_at);
+        self.metrics()
+            .committed(&record.tenant, word, Duration::from_secs(age));
+        let committed = Detail::Committed {
+            size: record.offset,
+            sha256: commit.sha256.clone(),
+            disposition: word,
+        };
+        self.events().publish(record.id, &record.tenant, committed);
+        let report = record.screening.as_ref();
+        let holder = report
+            .into_iter()
+            .flat_map(|report| &report.plugins)
+            .find(|plugin| plugin.verdict != "accept");
+        let verdict = Detail::Verdict {
+            disposition: word,
+            reason: report.and_then(|report| report.reasons.first().cloned()),
+            plugin: holder.map(|plugin| plugin.plugin.clone()),
+            rule: holder
+                .and_then(|plugin| plugin.findings.first())
+                .map(|finding| finding.rule.clone()),
+        };
+        self.events().publish(record.id, &record.tenant, verdict);
+    }
+
+    /// A rejected upload for metrics and the live feed: the verdict, then
+    /// its deletion.
+    fn announce_rejection(&self, record: &UploadRecord, rejection: &Rejection) {
+        self.metrics().rejected(&record.tenant, &rejection.plugin);
+        let verdict = Detail::Verdict {
+            disposition: "rejected",
+            reason: Some(rejection.message.clone()),
+            plugin: Some(rejection.plugin.clone()),
+            rule: Some(rejection.code.clone()),
+        };
+        self.events().publish(record.id, &record.tenant, verdict);
+        let deleted = Detail::Deleted { reason: "rejected" };
+        self.events().publish(record.id, &record.tenant, deleted);
     }
 
     /// Settles a committed upload still waiting for its verdict (found at

@@ -67,6 +67,30 @@ impl Ingest {
         Ok(())
     }
 
+    /// Records the release of a quarantined object (already marked
+    /// released in `record`) and signs its manifest again: disposition
+    /// released, the audit index still that of its commit record.
+    pub(super) async fn record_release(&self, record: &mut UploadRecord) -> Result<(), Error> {
+        let Some(recorder) = self.recorder.get() else {
+            return Ok(());
+        };
+        let UploadState::Committed(commit) = &record.state else {
+            return Ok(());
+        };
+        let release = about(
+            event(EventKind::Release, Outcome::Ok),
+            record.id,
+            Some(record),
+        );
+        recorder.trail.record(release).await?;
+        let audit_index = record.manifest.as_ref().and_then(manifest_audit_index);
+        let facts = manifest_of(record, commit, audit_index);
+        let key = Arc::clone(&recorder.manifests);
+        let signed = blocking(move || Ok(key.sign(facts))).await?;
+        record.manifest = Some(signed.to_value());
+        Ok(())
+    }
+
     /// Records an upload destroyed by its inspection: each plugin's verdict,
     /// then the rejection. `record` is the upload as it was, if it was found.
     pub(super) async fn record_rejection(
@@ -137,6 +161,9 @@ impl Ingest {
 /// Tells the request being served what ingest reported on: the upload, its
 /// size and offset, and the index of its commit record once it has one.
 pub(super) fn note_reported(record: &UploadRecord) {
+    // Every later log line of the request names the upload (the request
+    // span declares the field; elsewhere this does nothing).
+    tracing::Span::current().record("upload", tracing::field::display(record.id));
     let commit_index = record.manifest.as_ref().and_then(manifest_audit_index);
     audit::scope::note(|notes| {
         notes.upload = Some(record.id);
@@ -269,7 +296,7 @@ fn quarantine_event(record: &UploadRecord) -> Event {
     event
 }
 
-fn disposition_word(disposition: Disposition) -> &'static str {
+pub(super) fn disposition_word(disposition: Disposition) -> &'static str {
     match disposition {
         Disposition::Released => "released",
         Disposition::Pending => "pending",

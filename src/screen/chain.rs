@@ -3,11 +3,13 @@
 //! verdict by the policy.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
 
 use crate::ingest::{BoxFuture, ObjectDigest, Rejection, Screening, Unavailable, Verdict};
+use crate::metrics::{Metrics, PluginCall, PluginVerdict as MetricVerdict};
 use crate::policy::{self, Decision, PluginReport, PluginVerdict};
 use crate::sandbox::{
     Failure, FailureKind, FeedResult, Inspection, Outcome, PluginResult, Sandbox, Summary,
@@ -21,6 +23,7 @@ pub(super) struct ChainScreening {
     loaded: Arc<Loaded>,
     tenant: String,
     slots: Vec<Slot>,
+    metrics: Arc<Metrics>,
 }
 
 /// One plugin of the chain for this upload.
@@ -45,17 +48,22 @@ impl ChainScreening {
         tenant: &str,
         meta: UploadMeta,
         stats: TenantStats,
+        metrics: Arc<Metrics>,
     ) -> Result<ChainScreening, Unavailable> {
         let chain = loaded.policy.chain(tenant);
         let starts = chain.iter().map(|policy| {
             let disabled = loaded.health[&policy.name].is_disabled(policy);
             let plugin = loaded.plugins[&policy.name].clone();
             let (meta, stats) = (meta.clone(), stats.clone());
+            let metrics = &metrics;
             async move {
                 let run = if disabled {
                     Run::Disabled
                 } else {
-                    Run::Live(Box::new(sandbox.start(&plugin, meta, stats).await))
+                    let started = Instant::now();
+                    let inspection = sandbox.start(&plugin, meta, stats).await;
+                    metrics.plugin_call(&policy.name, PluginCall::Instantiate, started.elapsed());
+                    Run::Live(Box::new(inspection))
                 };
                 Slot {
                     name: policy.name.clone(),
@@ -79,6 +87,7 @@ impl ChainScreening {
             loaded,
             tenant: tenant.to_owned(),
             slots,
+            metrics,
         })
     }
 
@@ -90,10 +99,15 @@ impl ChainScreening {
             .filter_map(|(index, slot)| {
                 let inspection = slot.pending_inspection()?;
                 let bytes = bytes.clone();
-                Some(async move { (index, inspection.feed(bytes).await) })
+                Some(async move {
+                    let started = Instant::now();
+                    let fed = inspection.feed(bytes).await;
+                    (index, fed, started.elapsed())
+                })
             });
-        for (index, fed) in join_all(feeds).await {
+        for (index, fed, took) in join_all(feeds).await {
             let slot = &mut self.slots[index];
+            self.metrics.plugin_call(&slot.name, PluginCall::Feed, took);
             match fed {
                 FeedResult::NeedMore | FeedResult::Enough => {}
                 FeedResult::Decided(outcome) => slot.result = Some(Ok(outcome)),
@@ -134,10 +148,17 @@ impl ChainScreening {
             .enumerate()
             .filter_map(|(index, slot)| {
                 let inspection = slot.pending_inspection()?;
-                Some(async move { (index, inspection.finish(summary).await) })
+                Some(async move {
+                    let started = Instant::now();
+                    let finished = inspection.finish(summary).await;
+                    (index, finished, started.elapsed())
+                })
             });
-        for (index, result) in join_all(finishes).await {
-            self.slots[index].result = Some(result);
+        for (index, result, took) in join_all(finishes).await {
+            let slot = &mut self.slots[index];
+            self.metrics
+                .plugin_call(&slot.name, PluginCall::Finish, took);
+            slot.result = Some(result);
         }
         self.record_health();
         let reports: Vec<PluginReport> = self.slots.iter().map(Slot::report).collect();
@@ -222,12 +243,13 @@ impl ChainScreening {
     }
 
     /// Counts each plugin's run towards its health (and so towards
-    /// `disable_after_failures`), once per upload.
+    /// `disable_after_failures`) and its metrics, once per upload.
     fn record_health(&self) {
         for slot in &self.slots {
             let (Run::Live(inspection), Some(result)) = (&slot.run, &slot.result) else {
                 continue;
             };
+            self.count_verdict(&slot.name, result);
             if let Err(failure) = result {
                 tracing::warn!(
                     plugin = %slot.name,
@@ -240,6 +262,27 @@ impl ChainScreening {
                 health.record(result.is_err(), inspection.stats().busy);
             }
         }
+    }
+}
+
+impl ChainScreening {
+    fn count_verdict(&self, plugin: &str, result: &PluginResult) {
+        let (verdict, rule) = match result {
+            Err(failure) => {
+                self.metrics.trap(plugin, failure_class(&failure.kind));
+                (MetricVerdict::Failed, None)
+            }
+            Ok(outcome) => {
+                let verdict = match &outcome.verdict {
+                    crate::sandbox::Verdict::Accept => MetricVerdict::Accept,
+                    crate::sandbox::Verdict::Reject { .. } => MetricVerdict::Reject,
+                    crate::sandbox::Verdict::Quarantine(_) => MetricVerdict::Quarantine,
+                };
+                let rule = outcome.findings.first().map(|f| f.rule.as_str());
+                (verdict, rule)
+            }
+        };
+        self.metrics.verdict(plugin, verdict, rule);
     }
 }
 
@@ -287,7 +330,12 @@ fn plugin_verdict(outcome: &Outcome) -> PluginVerdict {
 
 /// A failure as a stable class and its detail, e.g. `timeout: ran past its deadline`.
 fn failure_reason(failure: &Failure) -> String {
-    let class = match &failure.kind {
+    format!("{}: {}", failure_class(&failure.kind), failure.kind)
+}
+
+/// A failure's stable class, as in verdict reasons and metrics.
+fn failure_class(kind: &FailureKind) -> &'static str {
+    match kind {
         FailureKind::Trap(_) => "trap",
         FailureKind::Timeout => "timeout",
         FailureKind::MemoryLimit => "memory_limit",
@@ -296,8 +344,7 @@ fn failure_reason(failure: &Failure) -> String {
         FailureKind::Instantiation(_) => "instantiation",
         FailureKind::Busy => "busy",
         FailureKind::Lost(_) => "lost",
-    };
-    format!("{class}: {}", failure.kind)
+    }
 }
 
 fn findings(outcome: &Outcome) -> Vec<FindingRecord> {

@@ -22,6 +22,7 @@ use base64::Engine;
 
 use crate::config::PluginsConfig;
 use crate::ingest::{BoxFuture, Screen, Screening, Unavailable};
+use crate::metrics::Metrics;
 use crate::policy::{self, PluginPolicy, Policy};
 use crate::sandbox::{self, Plugin, PluginLimits, PluginSpec, Sandbox, SandboxConfig, UploadMeta};
 use crate::staging::UploadRecord;
@@ -42,6 +43,8 @@ pub enum Error {
 /// The chain in force: a validated policy and its loaded plugins.
 struct Loaded {
     policy: Policy,
+    /// The policy file's text as loaded, for admins to read what is in force.
+    text: String,
     plugins: BTreeMap<String, Arc<Plugin>>,
     health: BTreeMap<String, Arc<PluginHealth>>,
     loaded_at: u64,
@@ -97,6 +100,7 @@ pub struct PluginScreen {
     policy_path: PathBuf,
     loaded: RwLock<Arc<Loaded>>,
     tenants: TenantBook,
+    metrics: Arc<Metrics>,
 }
 
 impl PluginScreen {
@@ -106,6 +110,7 @@ impl PluginScreen {
         policy_path: PathBuf,
         config: &PluginsConfig,
         data_dir: &Path,
+        metrics: Arc<Metrics>,
     ) -> Result<PluginScreen, Error> {
         let mut sandbox_config = SandboxConfig::new(config.cache_dir_in(data_dir));
         sandbox_config.max_inspections = config.max_inspections;
@@ -120,6 +125,7 @@ impl PluginScreen {
             policy_path,
             loaded: RwLock::new(Arc::new(loaded)),
             tenants: TenantBook::default(),
+            metrics,
         })
     }
 
@@ -202,7 +208,11 @@ fn load(
     path: &Path,
     previous: &BTreeMap<String, Arc<PluginHealth>>,
 ) -> Result<Loaded, Error> {
-    let policy = Policy::load(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| crate::policy::Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let policy = Policy::parse(path, &text)?;
     let mut plugins = BTreeMap::new();
     let mut health = BTreeMap::new();
     for (name, spec) in &policy.plugins {
@@ -224,6 +234,7 @@ fn load(
     );
     Ok(Loaded {
         policy,
+        text,
         plugins,
         health,
         loaded_at: crate::ingest::now_secs(),
@@ -263,8 +274,10 @@ impl Screen for PluginScreen {
             }
             let meta = upload_meta(upload);
             let stats = self.tenants.stats(&upload.tenant);
+            let metrics = self.metrics.clone();
             let screening =
-                ChainScreening::start(&self.sandbox, loaded, &upload.tenant, meta, stats).await?;
+                ChainScreening::start(&self.sandbox, loaded, &upload.tenant, meta, stats, metrics)
+                    .await?;
             Ok(Some(Box::new(screening) as Box<dyn Screening>))
         })
     }
@@ -317,5 +330,15 @@ impl crate::admin::PolicyControl for PluginScreen {
 
     fn status(&self) -> serde_json::Value {
         PluginScreen::status(self)
+    }
+
+    fn document(&self) -> serde_json::Value {
+        let loaded = self.current();
+        serde_json::json!({
+            "path": loaded.policy.source,
+            "sha256": hex::encode(crate::crypto::sha256(loaded.text.as_bytes())),
+            "loaded_at": loaded.loaded_at,
+            "source": loaded.text,
+        })
     }
 }

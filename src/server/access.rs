@@ -214,6 +214,7 @@ pub fn is_admin_route(path: &str) -> bool {
 pub async fn admin(
     auth: &Auth,
     ingest: &Arc<Ingest>,
+    admin: &crate::admin::Admin,
     req: Request<Incoming>,
 ) -> Result<http::Response<Body>, Problem> {
     let method = req.method().clone();
@@ -236,9 +237,10 @@ pub async fn admin(
                     })
                 })
                 .collect();
+            let usage = admin.usage().await?;
             Ok(json_response(
                 StatusCode::OK,
-                &serde_json::json!({ "tenants": listing.tenants, "keys": keys }),
+                &serde_json::json!({ "tenants": listing.tenants, "keys": keys, "usage": usage }),
             ))
         }
         (&Method::POST, "/admin/tokens/revoke") => {

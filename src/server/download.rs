@@ -16,6 +16,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use crate::auth::{Action, Principal};
 use crate::id::UploadId;
 use crate::ingest::{Download, Ingest};
+use crate::metrics::Metrics;
 use crate::store::{ByteRange, RangeRequest, parse_range};
 
 use super::{Body, BoxError, Problem, empty_response};
@@ -29,6 +30,19 @@ pub async fn get(
 ) -> Result<Response<Body>, Problem> {
     principal.require(Action::ReadObject(id))?;
     let download = ingest.open_object(id, &principal.tenant).await?;
+    respond(ingest, &download, &principal.tenant, request, with_body)
+}
+
+/// Answers a GET or HEAD of an opened object: conditional requests, Range,
+/// and the body streamed with backpressure, its bytes counted as the
+/// tenant's egress.
+pub fn respond(
+    ingest: &Ingest,
+    download: &Download,
+    tenant: &str,
+    request: &HeaderMap,
+    with_body: bool,
+) -> Result<Response<Body>, Problem> {
     let etag = format!("\"{}\"", download.sha256);
     if request
         .get(header::IF_NONE_MATCH)
@@ -49,13 +63,13 @@ pub async fn get(
         }
     };
     let body = if with_body && !range.is_empty() {
-        stream_body(&download, range)
+        stream_body(download, range, ingest.metrics().clone(), tenant.to_owned())
     } else {
         super::full_response(status, Bytes::new()).into_body()
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    describe(response.headers_mut(), &download, &etag, status, range);
+    describe(response.headers_mut(), download, &etag, status, range);
     Ok(response)
 }
 
@@ -74,9 +88,17 @@ fn requested_range(request: &HeaderMap, etag: &str, length: u64) -> RangeRequest
     parse_range(range, length)
 }
 
-fn stream_body(download: &Download, range: ByteRange) -> Body {
+fn stream_body(
+    download: &Download,
+    range: ByteRange,
+    metrics: Arc<Metrics>,
+    tenant: String,
+) -> Body {
     let rx = download.stream(range);
-    let frames = tokio_stream_from(rx).map(|chunk| {
+    let frames = tokio_stream_from(rx).map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            metrics.egress(&tenant, bytes.len() as u64);
+        }
         chunk.map(Frame::data).map_err(|err| -> BoxError {
             tracing::error!(error = %err, "download aborted: segment failed verification");
             Box::new(err)

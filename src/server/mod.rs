@@ -5,10 +5,13 @@
 //! too.
 
 mod access;
+mod admin_api;
 mod audit_trail;
 mod body;
+mod console;
 mod cors;
 mod download;
+mod events;
 mod limits;
 mod listener;
 mod manifest;
@@ -19,6 +22,7 @@ mod tls;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -33,10 +37,12 @@ use crate::admin::Admin;
 use crate::auth::{Action, Auth};
 use crate::config::ServerConfig;
 use crate::ingest::Ingest;
+use crate::metrics::{Limit, Listener};
+use crate::shutdown::Shutdown;
 use crate::tus::{self, parse};
 
 pub use audit_trail::Records;
-pub use cors::Cors;
+pub use cors::{ConsoleOrigins, Cors};
 pub use listener::{ClientCert, Peer};
 pub use problem::Problem;
 use router::Endpoint;
@@ -56,27 +62,64 @@ pub struct App {
     limiter: Arc<limits::Limiter>,
     /// The audit trail and manifest key; `None` records nothing.
     pub records: Option<Records>,
+    /// Ends live event streams when the appliance stops.
+    shutdown: Shutdown,
+}
+
+/// What the public listener is built from besides the pipeline.
+pub struct AppParts {
+    pub ingest: Arc<Ingest>,
+    pub auth: Arc<Auth>,
+    pub limits: ServerConfig,
+    /// The per-tenant limits in force (a policy reload replaces them).
+    pub live_limits: Arc<crate::policy::LiveLimits>,
+    pub records: Option<Records>,
+    /// Origins the web console is served from (the admin listener's), which
+    /// CORS admits beside `limits.cors_allowed_origins`.
+    pub console_origins: cors::ConsoleOrigins,
+    pub shutdown: Shutdown,
 }
 
 impl App {
-    /// `live_limits`: the per-tenant limits in force (a policy reload
-    /// replaces them).
-    pub fn new(
-        ingest: Arc<Ingest>,
-        auth: Arc<Auth>,
-        limits: ServerConfig,
-        live_limits: Arc<crate::policy::LiveLimits>,
-        records: Option<Records>,
-    ) -> Arc<App> {
+    pub fn new(parts: AppParts) -> Arc<App> {
+        let AppParts {
+            ingest,
+            auth,
+            limits,
+            live_limits,
+            records,
+            console_origins,
+            shutdown,
+        } = parts;
         let upload_prefix = format!("{}/files/", limits.public_url.trim_end_matches('/'));
         Arc::new(App {
             ingest,
             auth,
             records,
             limiter: limits::Limiter::new(live_limits),
-            cors: Cors::new(&limits.cors_allowed_origins),
+            cors: Cors::new(&limits.cors_allowed_origins).with_console(console_origins),
             routes: tus::Routes { upload_prefix },
             limits,
+            shutdown,
+        })
+    }
+
+    /// Admits a request under its tenant's limits, counting refusals.
+    fn admit(&self, tenant: &str, demand: limits::Demand) -> Result<limits::Admission, Problem> {
+        self.limiter.admit(tenant, demand).map_err(|refused| {
+            let limit = match &refused {
+                limits::Error::RateLimited {
+                    rate: limits::Rate::Requests,
+                    ..
+                } => Limit::Requests,
+                limits::Error::RateLimited {
+                    rate: limits::Rate::Uploads,
+                    ..
+                } => Limit::Uploads,
+                limits::Error::TooManyConcurrentUploads { .. } => Limit::ConcurrentUploads,
+            };
+            self.ingest.metrics().rate_limited(tenant, limit);
+            Problem::from(refused)
         })
     }
 }
@@ -118,51 +161,87 @@ pub async fn run(
 }
 
 /// Serves the admin surface on its own listener, always plain HTTP (it
-/// binds loopback by default).
+/// binds loopback by default). `tls` is the public listener's, for the
+/// certificate-expiry metric.
 pub async fn run_admin(
     listener: TcpListener,
     admin: Arc<Admin>,
     auth: Arc<Auth>,
     limits: ServerConfig,
     records: Option<Records>,
-    shutdown: impl Future<Output = ()>,
+    tls: Option<Arc<Tls>>,
+    shutdown: Shutdown,
 ) {
+    let stop = shutdown.wait();
     let service = move |peer: Peer| {
         let admin = admin.clone();
         let auth = auth.clone();
         let records = records.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
         service_fn(move |req: Request<Incoming>| {
             let admin = admin.clone();
             let auth = auth.clone();
             let records = records.clone();
             let caller = caller(&peer);
+            let context = admin_api::Context {
+                tls: tls.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let request_id = request_id(req.headers());
+            let span = tracing::info_span!(
+                "admin",
+                id = %request_id,
+                method = %req.method(),
+                path = %req.uri().path(),
+                upload = tracing::field::Empty,
+            );
             async move {
-                let request_id = request_id(req.headers());
+                let started = Instant::now();
+                let method = req.method().clone();
+                let route = admin_api::route_label(req.uri().path());
                 let scope = audit_trail::scope(&request_id, &caller, None);
                 let attempt = audit_trail::admin_attempt(req.method(), req.uri().path());
                 let response = scope
-                    .run(admin_request(&admin, &auth, &caller, req, &request_id))
+                    .run(admin_request(
+                        &admin,
+                        &auth,
+                        &caller,
+                        req,
+                        &request_id,
+                        &context,
+                    ))
                     .await;
                 let mut response =
                     audit_trail::answer(records.as_ref(), &scope, attempt, response).await;
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert("x-request-id", value);
                 }
+                count(
+                    admin.ingest(),
+                    Listener::Admin,
+                    route,
+                    &method,
+                    &response,
+                    started,
+                );
                 Ok::<_, Infallible>(response)
             }
+            .instrument(span)
         })
     };
-    listener::serve(listener, &limits, None, service, shutdown).await;
+    listener::serve(listener, &limits, None, service, stop).await;
 }
 
-/// One admin request. Health probes stay open; everything under /admin
-/// needs the admin scope.
+/// One admin request. Health probes, metrics and the console stay open;
+/// everything under /admin needs the admin scope.
 async fn admin_request(
     admin: &Admin,
     auth: &Auth,
     caller: &access::Caller,
     req: Request<Incoming>,
     request_id: &str,
+    context: &admin_api::Context,
 ) -> Response<Body> {
     if req.uri().path().starts_with("/admin/")
         && let Err(problem) = access::principal(auth, caller, req.headers(), None)
@@ -171,15 +250,45 @@ async fn admin_request(
         return problem_response(&problem, request_id);
     }
     if access::is_admin_route(req.uri().path()) {
-        let answer = access::admin(auth, admin.ingest(), req).await;
+        let answer = access::admin(auth, admin.ingest(), admin, req).await;
         return answer.unwrap_or_else(|p| problem_response(&p, request_id));
     }
-    admin_response(admin, req, request_id).await
+    admin_api::respond(admin, req, context)
+        .await
+        .unwrap_or_else(|problem| problem_response(&problem, request_id))
+}
+
+/// Counts an answered request, and an authentication failure by its code.
+fn count(
+    ingest: &Ingest,
+    listener: Listener,
+    route: &'static str,
+    method: &Method,
+    response: &Response<Body>,
+    started: Instant,
+) {
+    let metrics = ingest.metrics();
+    let status = response.status().as_u16();
+    metrics.request(listener, route, method.as_str(), status, started.elapsed());
+    if let Some(audit_trail::ProblemCode(code)) = response.extensions().get()
+        && problem::is_auth_failure(code)
+    {
+        metrics.auth_failure(code);
+    }
 }
 
 async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     let request_id = request_id(req.headers());
-    let span = tracing::info_span!("request", id = %request_id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        upload = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = route_label(req.uri().path());
     async move {
         let origin = req.headers().get(header::ORIGIN).cloned();
         let preflight = Cors::is_preflight(req.method(), req.headers());
@@ -217,10 +326,27 @@ async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
             headers.insert("x-request-id", value);
         }
         tracing::debug!(%peer, status = response.status().as_u16(), "answered");
+        count(
+            &app.ingest,
+            Listener::Public,
+            route,
+            &method,
+            &response,
+            started,
+        );
         response
     }
     .instrument(span)
     .await
+}
+
+/// A public path's route in metrics.
+fn route_label(path: &str) -> &'static str {
+    match manifest::route(path) {
+        Some(manifest::Route::Key) => "well_known",
+        Some(manifest::Route::Manifest(_)) => "manifest",
+        None => router::route(path).label(),
+    }
 }
 
 fn caller(peer: &Peer) -> access::Caller {
@@ -251,11 +377,20 @@ async fn dispatch(
         | (Endpoint::Upload(Ok(id)), &Method::GET) => {
             let presignable = Some((id, req.uri().query()));
             let principal = access::principal(auth, caller, req.headers(), presignable)?;
-            app.limiter
-                .admit(&principal.tenant, limits::Demand::REQUEST)?;
+            app.admit(&principal.tenant, limits::Demand::REQUEST)?;
             let with_body = method == Method::GET;
             download::get(&app.ingest, &principal, id, req.headers(), with_body).await
         }
+        (Endpoint::Events, &Method::GET) => {
+            let principal = access::principal(auth, caller, req.headers(), None)?;
+            principal
+                .require(Action::CreateUpload)
+                .or_else(|_| principal.require(Action::Admin))?;
+            app.admit(&principal.tenant, limits::Demand::REQUEST)?;
+            let subscription = app.ingest.events().subscribe(Some(principal.tenant));
+            Ok(events::stream(subscription, app.shutdown.clone()))
+        }
+        (Endpoint::Events, _) => Err(Problem::method_not_allowed(&method)),
         (Endpoint::Object(Ok(_)), _) => Err(Problem::method_not_allowed(&method)),
         (Endpoint::Upload(Err(_)) | Endpoint::Object(Err(_)), _) => Err(Problem::invalid_id()),
         (Endpoint::Collection, _) => tus_request(app, caller, parse::Target::Collection, req).await,
@@ -283,7 +418,7 @@ async fn tus_request(
     };
     // Held until the request is done: it holds the upload slot, if any.
     let admission = match limits::Demand::of(&request) {
-        Some(demand) => app.limiter.admit(&principal.tenant, demand)?,
+        Some(demand) => app.admit(&principal.tenant, demand)?,
         None => limits::Admission::unlimited(),
     };
     let body = match &request {
@@ -293,57 +428,26 @@ async fn tus_request(
         ),
         _ => body::empty(),
     };
-    let reply = tus::handle(&app.ingest, &app.routes, &principal, request, body).await?;
+    let reply = tus::handle(&app.ingest, &app.routes, &principal, request, body)
+        .await
+        .map_err(|err| {
+            let problem = Problem::from(err);
+            if problem.code == problem::QUOTA_EXCEEDED {
+                app.ingest.metrics().quota_rejection(&principal.tenant);
+            }
+            problem
+        })?;
     drop(admission);
     let mut response = empty_response(reply.status);
     response.headers_mut().extend(reply.headers);
     Ok(response)
 }
 
-async fn admin_response(admin: &Admin, req: Request<Incoming>, request_id: &str) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let (method, path) = (&parts.method, parts.uri.path());
-    let answer = match (method, path) {
-        (&Method::GET | &Method::HEAD, "/healthz") => return text_response(StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") if admin.health.is_ready() => {
-            return text_response(StatusCode::OK, "ready\n");
-        }
-        (&Method::GET | &Method::HEAD, "/readyz") => {
-            return text_response(StatusCode::SERVICE_UNAVAILABLE, "recovering\n");
-        }
-        (&Method::GET, "/admin/plugins") => admin.plugins(),
-        (&Method::POST, "/admin/policy/reload") => admin.reload_policy().await,
-        (&Method::GET, "/admin/quarantine") => admin.quarantine().await,
-        (&Method::GET, "/admin/keys") => admin.keys().await,
-        (&Method::POST, "/admin/keys/rotate") => match small_body(body).await {
-            Ok(bytes) => admin.rotate_keys(&bytes).await,
-            Err(problem) => return problem_response(&problem, request_id),
-        },
-        (
-            _,
-            "/healthz"
-            | "/readyz"
-            | "/admin/plugins"
-            | "/admin/policy/reload"
-            | "/admin/quarantine"
-            | "/admin/keys"
-            | "/admin/keys/rotate",
-        ) => {
-            return problem_response(&Problem::method_not_allowed(method), request_id);
-        }
-        _ => return problem_response(&Problem::route_not_found(), request_id),
-    };
-    match answer {
-        Ok(value) => json_response(StatusCode::OK, &value),
-        Err(err) => problem_response(&Problem::from(err), request_id),
-    }
-}
-
 /// The largest admin request body read (a small JSON object).
 const MAX_ADMIN_BODY: usize = 4096;
 
 /// Reads a small admin request body whole, refusing anything longer.
-async fn small_body(body: Incoming) -> Result<Bytes, Problem> {
+pub(crate) async fn small_body(body: Incoming) -> Result<Bytes, Problem> {
     http_body_util::Limited::new(body, MAX_ADMIN_BODY)
         .collect()
         .await
@@ -357,7 +461,7 @@ async fn small_body(body: Incoming) -> Result<Bytes, Problem> {
         })
 }
 
-fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = full_response(status, Bytes::from_static(text.as_bytes()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -366,7 +470,7 @@ fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let bytes = serde_json::to_vec_pretty(value).expect("json values serialise");
     let mut response = full_response(status, Bytes::from(bytes));
     response.headers_mut().insert(

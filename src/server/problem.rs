@@ -40,6 +40,28 @@ struct ProblemBody<'a> {
 /// 460 is tus's "Checksum Mismatch".
 pub const CHECKSUM_MISMATCH: u16 = 460;
 
+/// A tenant's quota refused the bytes.
+pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+
+/// Whether a problem code is a refusal by authentication or authorisation
+/// (counted in `strongroom_auth_failures_total`).
+pub fn is_auth_failure(code: &str) -> bool {
+    matches!(
+        code,
+        "authentication_required"
+            | "token_invalid"
+            | "token_expired"
+            | "token_revoked"
+            | "api_key_not_a_token"
+            | "credential_invalid"
+            | "scope_insufficient"
+            | "scope_not_grantable"
+            | "presign_invalid"
+            | "presign_expired"
+            | "authentication_rate_limited"
+    )
+}
+
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
         Problem {
@@ -56,7 +78,7 @@ impl Problem {
         self
     }
 
-    fn internal(cause: &dyn std::fmt::Display) -> Problem {
+    pub(crate) fn internal(cause: &dyn std::fmt::Display) -> Problem {
         tracing::error!(error = %cause, "internal error");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -208,6 +230,7 @@ impl From<ingest::Error> for Problem {
             I::BodyIdle(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             I::Shutdown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             I::Quarantined(_) => (StatusCode::FORBIDDEN, "object_quarantined"),
+            I::NotQuarantined(_) => (StatusCode::CONFLICT, "object_not_quarantined"),
             I::VerdictPending(_) => (StatusCode::CONFLICT, "verdict_pending"),
             I::ScreeningUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "inspection_busy"),
             I::Rejected(rejection) => return rejected(rejection),
@@ -277,13 +300,15 @@ impl From<crate::admin::Error> for Problem {
     fn from(err: crate::admin::Error) -> Problem {
         use crate::admin::Error as A;
         let err = match err {
-            A::Keys(inner) => return Problem::from(inner),
+            A::Keys(inner) | A::Ingest(inner) => return Problem::from(inner),
             other => other,
         };
         let (status, code) = match &err {
             A::NoPolicy => (StatusCode::NOT_FOUND, "no_policy_configured"),
+            A::NoAudit => (StatusCode::NOT_FOUND, "no_audit_checkpoint"),
             A::PolicyRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_refused"),
             A::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_body"),
+            A::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             A::Keys(_) | A::Ingest(_) | A::Task(_) => return Problem::internal(&err),
         };
         Problem::new(status, code, err.to_string())
@@ -300,15 +325,11 @@ fn quota_exceeded(exceeded: &ingest::QuotaExceeded) -> Problem {
         ingest::QuotaCheck::Body => "body",
         ingest::QuotaCheck::Finalize => "finalize",
     };
-    Problem::new(
-        StatusCode::FORBIDDEN,
-        "quota_exceeded",
-        exceeded.to_string(),
-    )
-    .with("quota_bytes", exceeded.quota)
-    .with("used_bytes", exceeded.used)
-    .with("needed_bytes", exceeded.needed)
-    .with("check", check)
+    Problem::new(StatusCode::FORBIDDEN, QUOTA_EXCEEDED, exceeded.to_string())
+        .with("quota_bytes", exceeded.quota)
+        .with("used_bytes", exceeded.used)
+        .with("needed_bytes", exceeded.needed)
+        .with("check", check)
 }
 
 /// 429 for a tenant's request rate, new-upload rate or upload bodies at

@@ -17,12 +17,28 @@ pub enum Endpoint {
     Presign,
     /// `/.well-known/strongroom/token-keys` — public token signing keys.
     TokenKeys,
+    /// `/events` — the tenant's live events (server-sent events).
+    Events,
     Unknown,
 }
 
 impl Endpoint {
     pub fn is_tus(&self) -> bool {
         matches!(self, Endpoint::Collection | Endpoint::Upload(_))
+    }
+
+    /// The route's name in metrics: a closed set, whatever the path.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Endpoint::Collection => "files",
+            Endpoint::Upload(_) => "upload",
+            Endpoint::Object(_) => "object",
+            Endpoint::Token => "token",
+            Endpoint::Presign => "presign",
+            Endpoint::TokenKeys => "well_known",
+            Endpoint::Events => "events",
+            Endpoint::Unknown => "other",
+        }
     }
 }
 
@@ -32,6 +48,7 @@ pub fn route(path: &str) -> Endpoint {
         "/auth/token" => return Endpoint::Token,
         "/auth/presign" => return Endpoint::Presign,
         "/.well-known/strongroom/token-keys" => return Endpoint::TokenKeys,
+        "/events" => return Endpoint::Events,
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/files/") {

@@ -132,6 +132,14 @@ impl Tls {
             .unwrap_or_default()
     }
 
+    /// When the leaf certificate served now expires (Unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        let current = self.certs.current();
+        let leaf = current.end_entity_cert().ok()?;
+        let (_, certificate) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        Some(certificate.validity().not_after.timestamp())
+    }
+
     /// Runs the server side of a handshake, bounded by `handshake_timeout`.
     pub async fn accept<IO>(&self, io: IO) -> Result<Accepted<IO>, Error>
     where

@@ -61,6 +61,8 @@ pub struct Index {
     /// tells a caller that waited here whether another attempt ran meanwhile.
     reopening: Mutex<()>,
     headroom: Arc<Headroom>,
+    /// Where fsync latencies go, once the appliance wires metrics in.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 struct State {
@@ -125,6 +127,7 @@ impl Index {
             }),
             reopening: Mutex::new(()),
             headroom,
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -205,11 +208,22 @@ impl Index {
             }
             return Err(Error::Index(err));
         }
-        sled.log.sync_data().map_err(|source| Error::Io {
+        let synced = match self.metrics.get() {
+            Some(metrics) => {
+                metrics.time_fsync(crate::metrics::FsyncFile::Index, || sled.log.sync_data())
+            }
+            None => sled.log.sync_data(),
+        };
+        synced.map_err(|source| Error::Io {
             op: "fsync",
             path: self.dir.join(SLED_LOG_FILE),
             source,
         })
+    }
+
+    /// Times every index fsync from now on.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

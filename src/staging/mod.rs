@@ -139,6 +139,12 @@ impl Staging {
         })
     }
 
+    /// Times the index's fsyncs (segment files are timed by the disk the
+    /// appliance hands in, `metrics::MeteredDisk`).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        self.index.set_metrics(metrics);
+    }
+
     pub fn segment_path(&self, id: &UploadId) -> PathBuf {
         let name = id.to_string();
         self.segments_dir
@@ -362,14 +368,21 @@ impl Staging {
                 census.objects += 1;
             }
         }
+        census.files = self.segment_file_count()?;
+        Ok(census)
+    }
+
+    /// Segment files on disk, one directory listing per id prefix.
+    pub fn segment_file_count(&self) -> Result<usize, Error> {
+        let mut files = 0;
         for dir in self
             .disk
             .list(&self.segments_dir)
             .map_err(io_error("list", &self.segments_dir))?
         {
-            census.files += self.disk.list(&dir).map_err(io_error("list", &dir))?.len();
+            files += self.disk.list(&dir).map_err(io_error("list", &dir))?.len();
         }
-        Ok(census)
+        Ok(files)
     }
 }
 
