@@ -1048,6 +1048,17 @@ async fn a_manifest_key_that_is_not_the_servers_fails_with_exit_2_and_no_file() 
     fx.run(["download", id, "--manifest-key", "/no/such/key"])
         .await
         .assert_code(1);
+    // A URL on another origin (here another port) gets no credential;
+    // nothing is sent there.
+    fx.run([
+        "download",
+        &format!("http://127.0.0.1:9/objects/{id}"),
+        "--token",
+        "secret-token",
+    ])
+    .await
+    .assert_code(1)
+    .assert_stderr("refusing to send it the credential");
     // Unknown objects are errors too.
     fx.run(["download", "0123456789abcdef0123456789abcdef"])
         .await

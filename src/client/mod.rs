@@ -211,6 +211,18 @@ impl Client {
         })
     }
 
+    /// `url` moved onto the server's own origin. An appliance behind a
+    /// proxy may name its public address in `Location` (server.public_url);
+    /// we keep talking to the address we were given, at the same path.
+    pub fn on_our_origin(&self, mut url: Url) -> Url {
+        if url.origin() != self.base.origin() {
+            let _ = url.set_scheme(self.base.scheme());
+            let _ = url.set_host(self.base.host_str());
+            let _ = url.set_port(self.base.port());
+        }
+        url
+    }
+
     pub fn retry(&self) -> RetryPolicy {
         self.retry
     }
@@ -229,6 +241,17 @@ impl Client {
         url: Url,
         scopes: &[String],
     ) -> Result<RequestBuilder, Error> {
+        if url.origin() != self.base.origin() {
+            // A token is for the appliance it came from, never for a URL
+            // that points elsewhere (a typo, or a hostile Location).
+            return Err(Error::BadUrl {
+                url: url.to_string(),
+                reason: format!(
+                    "not on {}: refusing to send it the credential",
+                    self.base.origin().ascii_serialization()
+                ),
+            });
+        }
         let builder = self.http.request(method, url);
         Ok(match self.auth.header(self, scopes).await? {
             Some(value) => builder.header(reqwest::header::AUTHORIZATION, value),
@@ -326,6 +349,22 @@ fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_locations_are_brought_onto_our_origin() {
+        let client = Client::new(Options {
+            server: "http://127.0.0.1:8080".into(),
+            credential: Credential::None,
+            ca_cert: None,
+            retry: RetryPolicy::default(),
+        })
+        .unwrap();
+        let foreign = Url::parse("https://public.example/files/abc").unwrap();
+        assert_eq!(
+            client.on_our_origin(foreign).as_str(),
+            "http://127.0.0.1:8080/files/abc"
+        );
+    }
 
     #[test]
     fn server_urls_become_bases_that_join() {

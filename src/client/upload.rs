@@ -479,7 +479,7 @@ impl Run<'_> {
                 what: what.clone(),
                 reason: "the answer has no Location".into(),
             })?;
-        let url = client.url(location)?;
+        let url = client.on_our_origin(client.url(location)?);
         let status = Status::read(&what, response.headers())?;
         Ok((url, status))
     }

@@ -79,7 +79,7 @@ async fn download(
 ) -> Result<Done, Error> {
     let target = Target::parse(client, &args.object)?;
     let info = download::inspect(client, &target).await?;
-    let output = output_path(args, &info.filename, &target)?;
+    let output = output_path(args, &info.filename, &target).await?;
     // The manifest is checked before any byte is fetched: a forged one
     // stops the download before it starts.
     let document = download::manifest(client, &target).await?;
@@ -111,7 +111,7 @@ async fn download(
 
 /// -o, else the server's name for it (already made harmless), else the id;
 /// refuses to replace an existing file without --force.
-fn output_path(
+async fn output_path(
     args: &DownloadArgs,
     server_name: &Option<String>,
     target: &Target,
@@ -121,7 +121,8 @@ fn output_path(
         (None, Some(name)) => PathBuf::from(name),
         (None, None) => PathBuf::from(target.id.to_string()),
     };
-    if output.exists() && !args.force {
+    let exists = tokio::fs::try_exists(&output).await.unwrap_or(false);
+    if exists && !args.force {
         return Err(Error::Io {
             path: output,
             source: std::io::Error::new(
