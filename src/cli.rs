@@ -124,6 +124,195 @@ Exit status:
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Upload files to an appliance (tus: chunked, checksummed, resumable).
+    ///
+    /// Each file is sent in chunks of --chunk-size, each with its SHA-256 in
+    /// Upload-Checksum. An interrupted upload is remembered in the state
+    /// file; running the same command again continues it where the server
+    /// stopped. Files over --parallel-threshold are sent as --parallel
+    /// parts at once and joined on the server. Prints one line per file
+    /// with its object id and what inspection decided.
+    #[command(after_help = UPLOAD_EXIT_STATUS)]
+    Upload(UploadArgs),
+    /// Download an object and check it against its signed manifest.
+    ///
+    /// Streams into FILE.part (continued with Range if it already exists),
+    /// hashing as it writes; then checks the manifest's signature, the size
+    /// and the SHA-256, and only then renames FILE.part to FILE.
+    #[command(after_help = DOWNLOAD_EXIT_STATUS)]
+    Download(DownloadArgs),
+    /// Exchange an API key for a scoped token and print it.
+    #[command(after_help = SIMPLE_EXIT_STATUS)]
+    Token(TokenArgs),
+    /// Where an upload stands, or which uploads the state file has
+    /// unfinished.
+    ///
+    /// With an ID (or upload URL): its offset, length, and once complete its
+    /// disposition and reason. Without: each unfinished upload in the state
+    /// file with the offset the server has now.
+    #[command(after_help = SIMPLE_EXIT_STATUS)]
+    Status(StatusArgs),
+}
+
+/// Exit statuses of `upload`, shown by its --help.
+pub const UPLOAD_EXIT_STATUS: &str = "\
+Exit status (with several files, the most severe: 1, 6, 7, 3, 4, 5, 0):
+  0  every file was uploaded and released
+  3  rejected by inspection (the plugin and rule are printed); destroyed
+  4  quarantined: stored, but held for an admin
+  5  accepted, but the verdict is still pending
+  7  interrupted or incomplete: run the same command again to continue
+  6  authentication or authorisation refused
+  2  bad usage
+  1  any other error";
+
+/// Exit statuses of `download`, shown by its --help.
+pub const DOWNLOAD_EXIT_STATUS: &str = "\
+Exit status:
+  0  downloaded, and it matches its signed manifest
+  2  verification failed: a forged or altered manifest, or bytes that do not
+     match it; FILE.part is kept and FILE is not produced
+  4  the object is quarantined
+  5  the object's verdict is still pending
+  6  authentication or authorisation refused
+  1  any other error (including bad usage)";
+
+/// Exit statuses of `token` and `status`.
+pub const SIMPLE_EXIT_STATUS: &str = "\
+Exit status:
+  0  done
+  6  authentication or authorisation refused
+  2  bad usage
+  1  any other error";
+
+/// How the client commands reach the appliance and what they print.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The appliance's public URL.
+    #[arg(
+        long,
+        env = "STRONGROOM_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// API key, exchanged at POST /auth/token for tokens with the scopes
+    /// the command needs. Prefer --api-key-file or STRONGROOM_API_KEY:
+    /// other users can see command lines.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["api_key_file", "token"])]
+    pub api_key: Option<String>,
+    /// Read the API key from FILE (mode 0600).
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub api_key_file: Option<PathBuf>,
+    /// A token to send as is, instead of an API key. Without any of these
+    /// options, STRONGROOM_TOKEN, else STRONGROOM_API_KEY, is used; with
+    /// none, no credential is sent (an `--auth none` appliance).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Also trust this CA or self-signed certificate (PEM), e.g. the
+    /// cert.pem of `strongroom cert self-signed`.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+    /// Print results as JSON, one object per line, and no progress.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only problems: no progress, no result lines for successes.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The files to upload, one after the other.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Bytes per PATCH request (held in memory once per part in flight).
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_upload_chunk)]
+    pub chunk_size: usize,
+    /// Extra upload metadata as plain text, repeatable (`filename` and
+    /// `filetype` are set from the file unless given here).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+    /// The state file that remembers unfinished uploads [default:
+    /// $XDG_STATE_HOME/strongroom/uploads.json, else
+    /// ~/.local/state/strongroom/uploads.json].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Sign each file for the provenance plugin with this Ed25519 private
+    /// key (PKCS#8, PEM or DER, e.g. from `openssl genpkey -algorithm
+    /// ed25519`; mode 0600). The file's SHA-256 is computed first.
+    #[arg(long, value_name = "KEYFILE", requires = "signer")]
+    pub sign: Option<PathBuf>,
+    /// The signer's key id, as named in the policy's trusted_keys.
+    #[arg(long, value_name = "ID", requires = "sign")]
+    pub signer: Option<String>,
+    /// Parts sent at once for a file over --parallel-threshold.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=MAX_PARALLEL))]
+    pub parallel: u16,
+    /// Files larger than this are split into --parallel parts.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub parallel_threshold: ByteSize,
+    /// Tries after a failure (connection lost, 5xx, 423, 429) before the
+    /// command gives up with status 7; each waits longer.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+}
+
+/// The most parts `upload --parallel` sends at once: each holds a chunk in
+/// memory.
+pub const MAX_PARALLEL: i64 = 16;
+
+/// `download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The object: its id, or its URL (a presigned URL needs no credential).
+    #[arg(value_name = "ID|URL")]
+    pub object: String,
+    /// Where to write it [default: the server's file name for it, made
+    /// safe, else the id, in the current directory].
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The manifest key: a file holding it, or the text itself (the JSON of
+    /// /.well-known/strongroom/manifest-key or the base64 key), obtained
+    /// out of band. Without it the key is fetched from the same server,
+    /// which only proves the bytes match what that server signed.
+    #[arg(long, value_name = "KEY")]
+    pub manifest_key: Option<String>,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Tries after a failure before giving up; each continues the .part.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// A scope to ask for, repeatable: upload:create, upload:resume:<id>,
+    /// object:read:<id>, admin.
+    #[arg(long = "scope", value_name = "SCOPE", required = true)]
+    pub scopes: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// An upload or object id, or an upload URL.
+    #[arg(value_name = "ID|URL")]
+    pub upload: Option<String>,
+    /// The state file to list [default: as for `upload`].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -430,6 +619,15 @@ fn parse_client_name(raw: &str) -> Result<String, String> {
             "client name {raw:?} must be 1 to 64 of [A-Za-z0-9._-], not starting with '.'"
         ))
     }
+}
+
+fn parse_upload_chunk(raw: &str) -> Result<usize, String> {
+    let size: ByteSize = raw.parse()?;
+    let max = crate::client::upload::MAX_CHUNK;
+    usize::try_from(size.as_u64())
+        .ok()
+        .filter(|size| (1..=max).contains(size))
+        .ok_or_else(|| format!("chunk size must be between 1 byte and {max} bytes"))
 }
 
 fn parse_chunk(raw: &str) -> Result<usize, String> {

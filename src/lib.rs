@@ -13,6 +13,7 @@ pub mod appliance;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod disk;

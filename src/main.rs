@@ -79,6 +79,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             manifest,
             key,
         } => commands::verify::run(&file, &manifest, &key),
+        Command::Upload(args) => commands::upload::run(args),
+        Command::Download(args) => commands::download::run(args),
+        Command::Token(args) => commands::token::run(args),
+        Command::Status(args) => commands::status::run(args),
         Command::Scrub { data_dir, json } => {
             let report = scrub(&data_dir)?;
             print_scrub(&report, json);
@@ -91,12 +95,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints a command-line error as clap does and picks the exit status:
-/// clap's own (2 for bad usage, 0 for --help), except that `verify`, whose
-/// 2 means a forged or mismatched manifest, exits 1 for bad usage.
+/// clap's own (2 for bad usage, 0 for --help), except that `verify` and
+/// `download`, whose 2 means a forged or mismatched manifest, exit 1 for
+/// bad usage.
 fn usage_error(err: &clap::Error) -> ExitCode {
     let _ = err.print();
     let code = err.exit_code();
-    if code != 0 && subcommand().as_deref() == Some("verify") {
+    if code != 0 && matches!(subcommand().as_deref(), Some("verify" | "download")) {
         return ExitCode::FAILURE;
     }
     ExitCode::from(u8::try_from(code).unwrap_or(1))

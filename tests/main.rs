@@ -6,6 +6,7 @@ mod audit;
 mod audit_trail;
 mod auth;
 mod cli;
+mod cli_client;
 mod clients;
 mod crash;
 mod disk_full;

@@ -14,6 +14,7 @@ mod digest;
 pub mod ed25519;
 mod keys;
 pub mod pkcs11;
+pub mod provenance;
 mod secret_file;
 pub mod seg1;
 mod sign;
