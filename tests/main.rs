@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod keys;
 mod limits;
 mod manifest;
+mod operations;
 mod plugin_corpus;
 mod recovery;
 mod robustness;

@@ -692,12 +692,15 @@ impl Ingest {
         drop(tx);
         let settled = stage.await.map_err(|e| Error::Task(e.to_string()))?;
         let stored = settled.record.clone();
+        self.publish_durable(&stored);
         let outcome = self.absorb(id, settled);
         drop((meter, commit));
         let concluded = self.conclude(feeder, &stored, outcome).await;
         self.forget_if_rejected(&stored, &concluded);
         concluded?;
-        self.published_progress(&stored, body_ended);
+        if stored.is_committed() {
+            self.metrics().finalized(body_ended.elapsed());
+        }
         drop(guard);
         if completes_partial {
             self.assemble_finals_waiting_on(id).await?;
@@ -705,18 +708,15 @@ impl Ingest {
         self.status(id).await
     }
 
-    /// After a request that stored bytes: the acknowledged offset for the
-    /// live feed, and for a commit the time since its last byte.
-    fn published_progress(&self, stored: &UploadRecord, body_ended: std::time::Instant) {
+    /// The offset a request left durable, for the live feed (before the
+    /// commit and verdict it may lead to).
+    fn publish_durable(&self, stored: &UploadRecord) {
         let durable = Detail::Progress {
             offset: stored.offset,
             length: stored.length,
             durable: true,
         };
         self.events().publish(stored.id, &stored.tenant, durable);
-        if stored.is_committed() {
-            self.metrics().finalized(body_ended.elapsed());
-        }
     }
 
     /// Moves body frames to the write stage until the body ends, stalls, fails

@@ -320,7 +320,8 @@ impl Metrics {
             ),
             verdicts: reg.counter_vec(
                 "strongroom_plugin_verdicts_total",
-                "Each plugin's verdict on each upload, with its first finding's rule.",
+                "Each plugin's verdict on each upload, with its rule (a rejection's code, else \
+                 the first finding's rule).",
                 &["plugin", "verdict", "rule"],
             ),
             traps: reg.counter_vec(
@@ -407,7 +408,8 @@ impl Metrics {
         self.finalize_duration.observe(took.as_secs_f64());
     }
 
-    /// A plugin's verdict on an upload, with the rule of its first finding.
+    /// A plugin's verdict on an upload, with its rule: a rejection's code,
+    /// else the rule of its first finding.
     pub fn verdict(&self, plugin: &str, verdict: PluginVerdict, rule: Option<&str>) {
         let rule = self.rule_label(plugin, rule.unwrap_or(""));
         self.verdicts

@@ -273,13 +273,17 @@ impl ChainScreening {
                 (MetricVerdict::Failed, None)
             }
             Ok(outcome) => {
-                let verdict = match &outcome.verdict {
-                    crate::sandbox::Verdict::Accept => MetricVerdict::Accept,
-                    crate::sandbox::Verdict::Reject { .. } => MetricVerdict::Reject,
-                    crate::sandbox::Verdict::Quarantine(_) => MetricVerdict::Quarantine,
-                };
-                let rule = outcome.findings.first().map(|f| f.rule.as_str());
-                (verdict, rule)
+                let first_finding = outcome.findings.first().map(|f| f.rule.as_str());
+                match &outcome.verdict {
+                    crate::sandbox::Verdict::Accept => (MetricVerdict::Accept, first_finding),
+                    // The code a rejection answers with is the rule that matters.
+                    crate::sandbox::Verdict::Reject { code, .. } => {
+                        (MetricVerdict::Reject, Some(code.as_str()))
+                    }
+                    crate::sandbox::Verdict::Quarantine(_) => {
+                        (MetricVerdict::Quarantine, first_finding)
+                    }
+                }
             }
         };
         self.metrics.verdict(plugin, verdict, rule);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod feed;
+pub mod ops;
 pub mod process;
 pub mod raw;
 pub mod simdisk;
