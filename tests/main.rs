@@ -5,6 +5,7 @@
 mod audit;
 mod audit_trail;
 mod auth;
+mod browser_console;
 mod cli;
 mod cli_client;
 mod clients;

@@ -2,9 +2,10 @@
 # The project's one test command: ./tests/run.sh
 #
 # Idempotent and non-interactive (CI=true, no stdin, root or not). On a fresh
-# machine it installs what the tests need (the tus client drivers via
-# tests/clients/setup.sh; SoftHSM2 for the PKCS#11 tests; rustfmt and clippy
-# via rustup), then runs, in order:
+# machine it installs what the tests need (Debian's softhsm2, prometheus and
+# chromium in one apt-get call; the tus client drivers via
+# tests/clients/setup.sh; playwright-core via tests/console/setup.sh;
+# rustfmt and clippy via rustup), then runs, in order:
 # plugins/build.sh (the Wasm plugins from source), cargo fmt --check,
 # cargo clippy --all-targets -D warnings, cargo test, and a bounded fuzz run
 # of every cargo-fuzz target (nightly; installed here if missing).
@@ -23,41 +24,61 @@ section() {
   printf '\n==> %s\n' "$*"
 }
 
-section "client drivers (tests/clients/setup.sh)"
-tests/clients/setup.sh
-echo "node $(node --version), tus-js-client and tuspy installed"
-
-section "SoftHSM2 (tests/keys.rs: the PKCS#11 key provider)"
-# The PKCS#11 tests initialise private SoftHSM2 tokens: Debian's softhsm2
-# package brings softhsm2-util and the module. apt-get update runs at most
-# once, and only when the install fails without it (setup.sh above may
-# already have refreshed the package lists).
+section "Debian packages"
+# Everything the tests need from Debian, installed in one apt-get call (with
+# one apt-get update before it) and only when something is missing:
+# - softhsm2: the PKCS#11 key provider tests (tests/keys.rs);
+# - prometheus: promtool and a real Prometheus server (tests/observability.rs);
+# - chromium: the web console in a real browser (tests/browser_console.rs);
+# - curl, nodejs/npm, python3-venv: the tus client drivers (tests/clients/).
+# Package scripts must not start services (prometheus would take port 9090,
+# the admin listener's default): a policy-rc.d refuses them for the install.
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
-if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e "$SOFTHSM_MODULE" ]; then
+CHROMIUM=/usr/bin/chromium
+debian_packages=()
+{ command -v softhsm2-util >/dev/null 2>&1 && [ -e "$SOFTHSM_MODULE" ]; } ||
+  debian_packages+=(softhsm2)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } ||
+  debian_packages+=(prometheus)
+[ -x "$CHROMIUM" ] || debian_packages+=(chromium)
+command -v curl >/dev/null 2>&1 || debian_packages+=(curl ca-certificates)
+{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } ||
+  debian_packages+=(nodejs npm)
+command -v python3 >/dev/null 2>&1 || debian_packages+=(python3)
+if [ "${#debian_packages[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || {
-    echo "softhsm2 is missing and apt-get is not available to install it" >&2
+    echo "missing ${debian_packages[*]} and apt-get is not available to install them" >&2
     exit 1
   }
   apt_sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null 2>&1 || {
-      echo "need root (or sudo) to install softhsm2" >&2
+      echo "need root (or sudo) to install ${debian_packages[*]}" >&2
       exit 1
     }
     apt_sudo=(sudo -n)
   fi
+  echo "installing ${debian_packages[*]}"
   apt_log=$(mktemp)
-  echo "installing softhsm2"
-  if ! DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get install -y -q \
-    --no-install-recommends softhsm2 >"$apt_log" 2>&1; then
-    if ! { DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get update -q &&
-      DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get install -y -q \
-        --no-install-recommends softhsm2; } >"$apt_log" 2>&1; then
-      cat "$apt_log" >&2
-      rm -f "$apt_log"
-      echo "installing softhsm2 failed" >&2
-      exit 1
-    fi
+  policy_rc=/usr/sbin/policy-rc.d
+  own_policy_rc=0
+  if [ ! -e "$policy_rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${apt_sudo[@]}" tee "$policy_rc" >/dev/null
+    "${apt_sudo[@]}" chmod 755 "$policy_rc"
+    own_policy_rc=1
+  fi
+  installed=0
+  if { DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get update -q &&
+    DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get install -y -q \
+      --no-install-recommends "${debian_packages[@]}"; } >"$apt_log" 2>&1; then
+    installed=1
+  fi
+  [ "$own_policy_rc" -eq 0 ] || "${apt_sudo[@]}" rm -f "$policy_rc"
+  if [ "$installed" -ne 1 ]; then
+    cat "$apt_log" >&2
+    rm -f "$apt_log"
+    echo "installing ${debian_packages[*]} failed" >&2
+    exit 1
   fi
   rm -f "$apt_log"
 fi
@@ -65,7 +86,19 @@ fi
   echo "$SOFTHSM_MODULE is still missing after installing softhsm2" >&2
   exit 1
 }
-echo "softhsm2 $(softhsm2-util --version)"
+[ -x "$CHROMIUM" ] || {
+  echo "$CHROMIUM is still missing after installing chromium" >&2
+  exit 1
+}
+echo "softhsm2 $(softhsm2-util --version), $(promtool --version 2>&1 | head -n 1), $("$CHROMIUM" --version 2>/dev/null)"
+
+section "client drivers (tests/clients/setup.sh)"
+tests/clients/setup.sh
+echo "node $(node --version), tus-js-client and tuspy installed"
+
+section "browser driver (tests/console/setup.sh)"
+tests/console/setup.sh
+echo "playwright-core installed"
 
 section "rust toolchain"
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then

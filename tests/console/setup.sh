@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the web console's browser test driver (console.mjs) needs: playwright-core,
+# with `npm ci` from the committed package-lock.json. Idempotent, quiet and non-interactive:
+# skipped while a stamp shows package.json, the lock file and node's version are unchanged.
+#
+# It installs nothing system-wide: node/npm must be there already (tests/clients/setup.sh
+# installs them) and Chromium comes from Debian's `chromium` package (/usr/bin/chromium),
+# which the test command installs. playwright-core never downloads a browser of its own.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+die() {
+  echo "tests/console/setup.sh: $*" >&2
+  exit 1
+}
+
+command -v node >/dev/null 2>&1 || die "node is missing (run tests/clients/setup.sh, or apt-get install nodejs npm)"
+command -v npm >/dev/null 2>&1 || die "npm is missing (run tests/clients/setup.sh, or apt-get install npm)"
+[ -f "$here/package-lock.json" ] || die "missing $here/package-lock.json"
+
+hash_of() {
+  sha256sum "$@" | sha256sum | cut -d' ' -f1
+}
+
+stamp="$here/node_modules/.strongroom-setup-stamp"
+want="$(hash_of "$here/package.json" "$here/package-lock.json") node-$(node --version)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log_file="$(mktemp)"
+  trap 'rm -f "$log_file"' EXIT
+  # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: playwright-core has no install script today; this
+  # keeps it that way should a later version grow one.
+  if ! (cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
+    >"$log_file" 2>&1; then
+    cat "$log_file" >&2
+    die "npm ci in tests/console failed"
+  fi
+  [ -f "$here/node_modules/playwright-core/package.json" ] || die "npm ci did not install playwright-core"
+  echo "$want" >"$stamp"
+fi
+
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "tests/console/setup.sh: note: ${CHROMIUM:-/usr/bin/chromium} is missing (Debian package: chromium)" >&2
+fi
