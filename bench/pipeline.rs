@@ -1975,6 +1975,155 @@ impl Bench {
     }
 }
 
+/// Live event subscribers row 9b keeps open while it measures uploads.
+const EVENT_SUBSCRIBERS: usize = 16;
+/// Scrapes row 9a times per figure.
+const SCRAPES: usize = 50;
+
+impl Bench {
+    /// Row 9: the operator surface. One server holding the small-upload
+    /// count of objects: 9a the latency of a metrics scrape (inventory from
+    /// its 5 s cache, as back-to-back scrapes get it), of the full index
+    /// scan behind it (`/admin/objects?limit=1` never caches), next to
+    /// `/healthz` on the same listener; 9b sequential small uploads with no
+    /// live event subscriber and with `EVENT_SUBSCRIBERS` reading
+    /// `/admin/events`, taking turns in blocks, and the events each received.
+    async fn operator_surface(&mut self, dir: &Path) -> Result<()> {
+        let (objects, count, small) = (
+            self.settings.small_count,
+            self.settings.plugin_uploads,
+            self.settings.small_size,
+        );
+        let http = self.http.clone();
+        let pattern = self.pattern.clone();
+        let mut server = start_strongroom(
+            &dir.join("data-9"),
+            &dir.join("strongroom-9.log"),
+            &http,
+            None,
+        )
+        .await?;
+        let admin = server
+            .admin
+            .clone()
+            .ok_or_else(|| anyhow!("strongroom has an admin listener"))?;
+        let target = Target::new(server.base.clone(), &http);
+        for _ in 0..objects {
+            target.upload_released(&pattern, 4 * KIB).await?;
+        }
+        let time_get = |path: &'static str| {
+            let (http, url) = (http.clone(), format!("{admin}{path}"));
+            async move {
+                let mut times = Vec::with_capacity(SCRAPES);
+                let mut bytes = 0;
+                for _ in 0..SCRAPES {
+                    let t = Instant::now();
+                    let body = http
+                        .get(&url)
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .bytes()
+                        .await?;
+                    times.push(t.elapsed());
+                    bytes = body.len();
+                }
+                times.sort();
+                Ok::<_, anyhow::Error>((times, bytes))
+            }
+        };
+        let (health, _) = time_get("/healthz").await?;
+        let (scrape, page_bytes) = time_get("/metrics").await?;
+        let (scan, _) = time_get("/admin/objects?limit=1").await?;
+
+        // 9b. blocks of uploads without and with subscribers.
+        let block = (count / 8).max(10);
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        let mut delivered = Vec::new();
+        for round in 0..8 {
+            let subscribed = round % 2 == 1;
+            let counters: Vec<Arc<AtomicUsize>> = if subscribed {
+                (0..EVENT_SUBSCRIBERS).map(|_| Arc::default()).collect()
+            } else {
+                Vec::new()
+            };
+            let readers: Vec<_> = counters
+                .iter()
+                .map(|seen| {
+                    let url = format!("{admin}/admin/events");
+                    tokio::spawn(read_events(http.clone(), url, seen.clone()))
+                })
+                .collect();
+            // Let the streams open before the block starts.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for _ in 0..block {
+                let took = target.upload_released(&pattern, small).await?.1;
+                if subscribed {
+                    with.push(took);
+                } else {
+                    without.push(took);
+                }
+            }
+            // The last events are on their way; then the streams close.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for reader in readers {
+                reader.abort();
+            }
+            delivered.extend(counters.iter().map(|seen| seen.load(Ordering::Relaxed)));
+        }
+        ensure!(server.is_running(), "strongroom died during row 9");
+        server.stop(Duration::from_secs(30));
+        without.sort();
+        with.sort();
+        println!(
+            "\nRow 9: operator surface ({objects} objects held; {count} x {} uploads in blocks of {block})",
+            human(small)
+        );
+        println!(
+            "  9a. GET /metrics ({} KiB page) p50 {} p99 {}; index scan of {objects} records (/admin/objects?limit=1) p50 {} p99 {}; baseline GET /healthz p50 {} p99 {}",
+            page_bytes / 1024,
+            ms(percentile(&scrape, 0.5)),
+            ms(percentile(&scrape, 0.99)),
+            ms(percentile(&scan, 0.5)),
+            ms(percentile(&scan, 0.99)),
+            ms(percentile(&health, 0.5)),
+            ms(percentile(&health, 0.99)),
+        );
+        let (p50_without, p50_with) = (percentile(&without, 0.5), percentile(&with, 0.5));
+        println!(
+            "  9b. POST+PATCH p50 {} with {EVENT_SUBSCRIBERS} event subscribers, {} without ({}); p99 {} / {}; events per subscriber per block: {}",
+            ms(p50_with),
+            ms(p50_without),
+            signed_ms(p50_with, p50_without),
+            ms(percentile(&with, 0.99)),
+            ms(percentile(&without, 0.99)),
+            match (delivered.iter().min(), delivered.iter().max()) {
+                (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+                _ => "none received".into(),
+            }
+        );
+        Ok(())
+    }
+}
+
+/// Reads an event stream until aborted, counting its events in `seen`.
+async fn read_events(http: reqwest::Client, url: String, seen: Arc<AtomicUsize>) -> Result<()> {
+    let mut response = http.get(&url).send().await?.error_for_status()?;
+    let mut tail = String::new();
+    while let Some(chunk) = response.chunk().await? {
+        // Frames may be cut anywhere: count `event:` lines in whole lines.
+        tail.push_str(&String::from_utf8_lossy(&chunk));
+        let whole = tail.rfind('\n').map_or(0, |i| i + 1);
+        let events = tail[..whole]
+            .lines()
+            .filter(|line| line.starts_with("event: "))
+            .count();
+        seen.fetch_add(events, Ordering::Relaxed);
+        tail.drain(..whole);
+    }
+    Ok(())
+}
+
 impl Bench {
     /// Row 7: what the default plugin chain costs. A fresh server without
     /// plugins and a fresh one with the policy, each on its own data dir,
@@ -2536,6 +2685,7 @@ async fn run(settings: Settings) -> Result<bool> {
     );
     bench.plugin_chain(dir.path(), &policy, &baseline).await?;
     bench.authentication(dir.path()).await?;
+    bench.operator_surface(dir.path()).await?;
 
     if bench.settings.peers {
         for start in [0, 1] {

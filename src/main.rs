@@ -199,6 +199,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(
             public = %appliance.public_addr,
             admin = %appliance.admin_addr,
+            console = %format!("http://{}/console/", appliance.admin_addr),
+            metrics = %format!("http://{}/metrics", appliance.admin_addr),
             uploads = report.uploads,
             objects = report.objects,
             truncated = report.truncated,
