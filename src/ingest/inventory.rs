@@ -99,37 +99,39 @@ impl Ingest {
         &self,
         tenant: Option<String>,
     ) -> Result<Vec<UploadRecord>, Error> {
-        let mut uploads: Vec<UploadRecord> = self
-            .all_records()
-            .await?
-            .into_iter()
-            .filter(|r| !r.is_committed())
-            .filter(|r| tenant.as_deref().is_none_or(|t| r.tenant == t))
-            .collect();
+        let mut uploads = self
+            .records_where(move |r| {
+                !r.is_committed() && tenant.as_deref().is_none_or(|t| r.tenant == t)
+            })
+            .await?;
         uploads.sort_by_key(|r| (r.created_at, r.id));
         Ok(uploads)
     }
 
-    /// A page of committed objects in id order.
+    /// A page of committed objects in id order. Reads the index from the
+    /// page's start and stops one match past its end: memory holds one
+    /// page, however many objects there are.
     pub async fn objects(&self, query: ObjectQuery) -> Result<ObjectPage, Error> {
         let staging = self.staging.clone();
         blocking(move || {
-            let mut objects = Vec::new();
-            for record in staging.records() {
+            let mut objects = Vec::with_capacity(query.limit.min(1024));
+            let mut next = None;
+            for record in staging.records_after(query.after.as_ref()) {
                 let record = record?;
                 let wanted = record.is_committed()
-                    && query.after.is_none_or(|after| record.id > after)
                     && query.tenant.as_deref().is_none_or(|t| record.tenant == t)
                     && query
                         .disposition
                         .is_none_or(|d| record.disposition() == Some(d));
-                if wanted {
-                    objects.push(record);
+                if !wanted {
+                    continue;
                 }
+                if objects.len() == query.limit {
+                    next = objects.last().map(|last: &UploadRecord| last.id);
+                    break;
+                }
+                objects.push(record);
             }
-            objects.sort_by_key(|r| r.id);
-            let next = (objects.len() > query.limit).then(|| objects[query.limit - 1].id);
-            objects.truncate(query.limit);
             Ok(ObjectPage { objects, next })
         })
         .await

@@ -1129,12 +1129,28 @@ impl Ingest {
 
     /// Committed objects held in quarantine.
     pub async fn quarantined(&self) -> Result<Vec<UploadRecord>, Error> {
-        Ok(self
-            .all_records()
-            .await?
-            .into_iter()
-            .filter(|r| r.disposition() == Some(Disposition::Quarantined))
-            .collect())
+        self.records_where(|r| r.disposition() == Some(Disposition::Quarantined))
+            .await
+    }
+
+    /// The records `wanted` keeps, filtered as the index is read (only they
+    /// are held in memory).
+    async fn records_where(
+        &self,
+        wanted: impl Fn(&UploadRecord) -> bool + Send + 'static,
+    ) -> Result<Vec<UploadRecord>, Error> {
+        let staging = self.staging.clone();
+        blocking(move || {
+            let mut kept = Vec::new();
+            for record in staging.records() {
+                let record = record?;
+                if wanted(&record) {
+                    kept.push(record);
+                }
+            }
+            Ok(kept)
+        })
+        .await
     }
 
     // ---- downloads ------------------------------------------------------

@@ -171,10 +171,27 @@ impl Index {
     }
 
     pub fn records(&self) -> impl Iterator<Item = Result<UploadRecord, Error>> + '_ {
+        self.records_after(None)
+    }
+
+    /// Records in id order, starting after `after` (from the first with
+    /// `None`): a page of a listing reads only from where it starts.
+    pub fn records_after(
+        &self,
+        after: Option<&UploadId>,
+    ) -> impl Iterator<Item = Result<UploadRecord, Error>> + '_ {
         // The scan keeps the instance it started on, even if it is closed
         // meanwhile (its reads stay valid; only its writes fail).
         let (scan, unavailable) = match self.sled() {
-            Ok(sled) => (Some(sled.tree.scan_prefix(b"u/")), None),
+            Ok(sled) => {
+                // `u/` then 16 id bytes: every key after `after` and below `u0`.
+                let start = match after {
+                    Some(id) => std::ops::Bound::Excluded(record_key(id)),
+                    None => std::ops::Bound::Included(b"u/".to_vec()),
+                };
+                let end = std::ops::Bound::Excluded(b"u0".to_vec());
+                (Some(sled.tree.range::<Vec<u8>, _>((start, end))), None)
+            }
             Err(err) => (None, Some(err)),
         };
         unavailable

@@ -201,6 +201,14 @@ impl Staging {
         self.index.records()
     }
 
+    /// Records in id order after `after` (all with `None`).
+    pub fn records_after(
+        &self,
+        after: Option<&UploadId>,
+    ) -> impl Iterator<Item = Result<UploadRecord, Error>> + '_ {
+        self.index.records_after(after)
+    }
+
     /// Opens the segment file to append after the record's full segments,
     /// once the disk has room for new bytes.
     ///
