@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod keys;
 mod limits;
 mod manifest;
+mod observability;
 mod operations;
 mod plugin_corpus;
 mod recovery;

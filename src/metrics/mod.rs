@@ -177,7 +177,8 @@ pub struct TenantSample {
 pub struct AuditSample {
     pub records: u64,
     pub bytes: u64,
-    /// Seconds since the latest checkpoint was signed.
+    /// Seconds durable records have waited for a signed checkpoint (0 when
+    /// none wait).
     pub checkpoint_age: Option<f64>,
 }
 
@@ -564,7 +565,8 @@ impl Sampled {
             ),
             audit_checkpoint_age: reg.gauge(
                 "strongroom_audit_checkpoint_age_seconds",
-                "Seconds since the audit log's latest signed checkpoint.",
+                "Seconds durable audit records have waited for a signed checkpoint (0 when none \
+                 wait).",
             ),
             data_dir_free: reg.int_gauge(
                 "strongroom_data_dir_free_bytes",

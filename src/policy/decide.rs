@@ -156,9 +156,7 @@ mod tests {
     fn tenant(allowed: &[&str]) -> TenantPolicy {
         TenantPolicy {
             chain: vec!["a".into(), "b".into()],
-            max_upload_size: None,
             allowed_types: allowed.iter().map(|s| s.to_string()).collect(),
-            on_plugin_failure: OnFailure::Quarantine,
             limits: Default::default(),
         }
     }

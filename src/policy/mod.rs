@@ -79,11 +79,9 @@ pub struct PluginPolicy {
 pub struct TenantPolicy {
     /// Plugins in the order they see the bytes.
     pub chain: Vec<String>,
-    pub max_upload_size: Option<u64>,
     /// Types allowed by content (a plugin's `detected-type` label); empty
     /// allows any.
     pub allowed_types: Vec<String>,
-    pub on_plugin_failure: OnFailure,
     /// The limits this section sets (a tenant's over `[defaults.limits]`);
     /// unset ones come from the config's `[limits]`.
     pub limits: LimitsOverride,

@@ -29,9 +29,12 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawTenant {
     chain: Option<Vec<Spanned<String>>>,
-    max_upload_size: Option<ByteSize>,
+    /// Refused with a message: not enforced per policy (the size limit is
+    /// the config's `[uploads] max_size`).
+    max_upload_size: Option<Spanned<ByteSize>>,
     allowed_types: Option<Vec<String>>,
-    on_plugin_failure: Option<OnFailure>,
+    /// Read from `[defaults]` only: the default of each plugin's `on_failure`.
+    on_plugin_failure: Option<Spanned<OnFailure>>,
     limits: Option<RawLimits>,
 }
 
@@ -111,7 +114,8 @@ fn validate(raw: RawPolicy, base: &Path) -> Result<Policy, Located> {
     let on_failure = raw
         .defaults
         .on_plugin_failure
-        .unwrap_or(OnFailure::Quarantine);
+        .as_ref()
+        .map_or(OnFailure::Quarantine, |spanned| *spanned.get_ref());
     let mut plugins = BTreeMap::new();
     for (name, spanned) in raw.plugins {
         let span = spanned.span().start;
@@ -204,6 +208,20 @@ fn tenant(
     defaults: Option<&TenantPolicy>,
     plugins: &BTreeMap<String, PluginPolicy>,
 ) -> Result<TenantPolicy, Located> {
+    if let Some(size) = &raw.max_upload_size {
+        return Err(at(
+            size.span().start,
+            "max_upload_size is not enforced per policy: the appliance-wide limit is \
+             [uploads] max_size in the config (a tenant's bytes are limited by its `quota`)",
+        ));
+    }
+    if let (Some(on_failure), Some(_)) = (&raw.on_plugin_failure, defaults) {
+        return Err(at(
+            on_failure.span().start,
+            "on_plugin_failure is read from [defaults] only (the default of every plugin's \
+             on_failure); set on_failure in a [plugins.<name>] section instead",
+        ));
+    }
     let chain = match raw.chain {
         Some(chain) => checked_chain(chain, plugins)?,
         None => defaults.map(|d| d.chain.clone()).unwrap_or_default(),
@@ -215,18 +233,10 @@ fn tenant(
     Ok(TenantPolicy {
         limits: own_limits.or(defaults.map(|d| d.limits).unwrap_or_default()),
         chain,
-        max_upload_size: raw
-            .max_upload_size
-            .map(|s| s.as_u64())
-            .or_else(|| defaults.and_then(|d| d.max_upload_size)),
         allowed_types: raw
             .allowed_types
             .or_else(|| defaults.map(|d| d.allowed_types.clone()))
             .unwrap_or_default(),
-        on_plugin_failure: raw
-            .on_plugin_failure
-            .or_else(|| defaults.map(|d| d.on_plugin_failure))
-            .unwrap_or(OnFailure::Quarantine),
     })
 }
 
@@ -323,20 +333,44 @@ mod tests {
     fn a_minimal_policy_has_quarantine_on_failure_and_no_plugins() {
         let policy = parse("").unwrap();
         assert!(policy.plugins.is_empty());
-        assert_eq!(policy.defaults.on_plugin_failure, OnFailure::Quarantine);
         assert!(policy.chain("anyone").is_empty());
+    }
+
+    #[test]
+    fn keys_the_appliance_would_not_enforce_are_refused_with_their_line() {
+        let size = one_plugin("") + "[defaults]\nchain = [\"scan\"]\nmax_upload_size = \"1GiB\"\n";
+        let err = parse(&size).unwrap_err().to_string();
+        assert!(
+            err.contains("max_upload_size is not enforced per policy"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("line {}", size.lines().count())),
+            "{err}"
+        );
+        let failure = one_plugin("")
+            + "[defaults]\non_plugin_failure = \"reject\"\n"
+            + "[tenants.acme]\non_plugin_failure = \"accept\"\n";
+        let err = parse(&failure).unwrap_err().to_string();
+        assert!(
+            err.contains("on_plugin_failure is read from [defaults] only"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("line {}", failure.lines().count())),
+            "{err}"
+        );
     }
 
     #[test]
     fn tenants_inherit_the_defaults_they_do_not_override() {
         let text = one_plugin("[plugins.scan.config]\nlimit = 3\n")
-            + "[defaults]\nchain = [\"scan\"]\nmax_upload_size = \"1GiB\"\n"
-            + "[tenants.acme]\nallowed_types = [\"pdf\"]\non_plugin_failure = \"reject\"\n";
+            + "[defaults]\nchain = [\"scan\"]\n"
+            + "[tenants.acme]\nallowed_types = [\"pdf\"]\n";
         let policy = parse(&text).unwrap();
         let acme = policy.for_tenant("acme");
         assert_eq!(acme.chain, vec!["scan".to_owned()]);
-        assert_eq!(acme.max_upload_size, Some(1 << 30));
-        assert_eq!(acme.on_plugin_failure, OnFailure::Reject);
+        assert_eq!(acme.allowed_types, vec!["pdf".to_owned()]);
         assert_eq!(
             policy.for_tenant("other").allowed_types,
             Vec::<String>::new()

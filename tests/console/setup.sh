@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the web console's browser test driver (console.mjs) needs: playwright-core,
-# with `npm ci` from the committed package-lock.json. Idempotent, quiet and non-interactive:
+# Installs what the browser test drivers (console.mjs, uppy.mjs) need: playwright-core,
+# with `npm ci` from the committed package-lock.json, and Uppy's browser bundle. Idempotent, quiet and non-interactive:
 # skipped while a stamp shows package.json, the lock file and node's version are unchanged.
 #
 # It installs nothing system-wide: node/npm must be there already (tests/clients/setup.sh
@@ -37,6 +37,28 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   [ -f "$here/node_modules/playwright-core/package.json" ] || die "npm ci did not install playwright-core"
   echo "$want" >"$stamp"
+fi
+
+# Uppy for tests/console/uppy.mjs, which answers examples/uppy.html's CDN
+# requests with the same release: the npm tarball, checked against the
+# registry's integrity pinned here, unpacked into vendor/ (git-ignored).
+UPPY_VERSION=4.18.3
+UPPY_INTEGRITY="sha512-PV7yVn062TP/3FJEl6toqiQZlVMDXWzQzBZLfVzfqeZ8G7iU5KwBYPTgO1UBjRBAfS3NeCOfeGzhZK6KWACcDQ=="
+uppy_dir="$here/vendor/uppy"
+if [ "$(cat "$uppy_dir/VERSION" 2>/dev/null)" != "$UPPY_VERSION" ]; then
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && npm pack "uppy@$UPPY_VERSION" --silent >/dev/null 2>&1) ||
+    die "npm pack uppy@$UPPY_VERSION failed"
+  tarball="$work/uppy-$UPPY_VERSION.tgz"
+  got="sha512-$(python3 -c 'import base64, hashlib, sys
+print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$tarball")"
+  [ "$got" = "$UPPY_INTEGRITY" ] || die "uppy-$UPPY_VERSION.tgz does not match its pinned integrity ($got)"
+  tar -xzf "$tarball" -C "$work" package/dist/uppy.min.mjs package/dist/uppy.min.css
+  rm -rf "$uppy_dir"
+  mkdir -p "$uppy_dir"
+  cp "$work/package/dist/uppy.min.mjs" "$work/package/dist/uppy.min.css" "$uppy_dir/"
+  echo "$UPPY_VERSION" >"$uppy_dir/VERSION"
 fi
 
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
