@@ -18,7 +18,9 @@
 //!
 //! Row 7 runs the default plugin chain (policies/default.toml, components
 //! from plugins/dist, built by plugins/build.sh); the bench refuses to start
-//! when they are missing or do not match their pins.
+//! when they are missing or do not match their pins. Row 8 measures what
+//! authentication adds, row 9 the operator surface (metrics scrapes, the
+//! index read behind them, uploads with live event subscribers).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -1983,11 +1985,13 @@ const SCRAPES: usize = 50;
 impl Bench {
     /// Row 9: the operator surface. One server holding the small-upload
     /// count of objects: 9a the latency of a metrics scrape (inventory from
-    /// its 5 s cache, as back-to-back scrapes get it), of the full index
-    /// scan behind it (`/admin/objects?limit=1` never caches), next to
+    /// its 5 s cache, as back-to-back scrapes get it) and of a full read of
+    /// the index like the one behind it (`/admin/uploads`, never cached,
+    /// which reads every record and keeps the unfinished ones), next to
     /// `/healthz` on the same listener; 9b sequential small uploads with no
     /// live event subscriber and with `EVENT_SUBSCRIBERS` reading
-    /// `/admin/events`, taking turns in blocks, and the events each received.
+    /// `/admin/events`, taking turns in blocks: latency, the server's CPU
+    /// per upload, and the events each subscriber received.
     async fn operator_surface(&mut self, dir: &Path) -> Result<()> {
         let (objects, count, small) = (
             self.settings.small_count,
@@ -2034,11 +2038,12 @@ impl Bench {
         };
         let (health, _) = time_get("/healthz").await?;
         let (scrape, page_bytes) = time_get("/metrics").await?;
-        let (scan, _) = time_get("/admin/objects?limit=1").await?;
+        let (scan, _) = time_get("/admin/uploads").await?;
 
         // 9b. blocks of uploads without and with subscribers.
         let block = (count / 8).max(10);
         let (mut without, mut with) = (Vec::new(), Vec::new());
+        let (mut cpu_without, mut cpu_with) = (0.0, 0.0);
         let mut delivered = Vec::new();
         for round in 0..8 {
             let subscribed = round % 2 == 1;
@@ -2056,6 +2061,7 @@ impl Bench {
                 .collect();
             // Let the streams open before the block starts.
             tokio::time::sleep(Duration::from_millis(200)).await;
+            let cpu_before = cpu_seconds(server.pid()).unwrap_or(0.0);
             for _ in 0..block {
                 let took = target.upload_released(&pattern, small).await?.1;
                 if subscribed {
@@ -2063,6 +2069,12 @@ impl Bench {
                 } else {
                     without.push(took);
                 }
+            }
+            let cpu = cpu_seconds(server.pid()).unwrap_or(0.0) - cpu_before;
+            if subscribed {
+                cpu_with += cpu;
+            } else {
+                cpu_without += cpu;
             }
             // The last events are on their way; then the streams close.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -2080,7 +2092,7 @@ impl Bench {
             human(small)
         );
         println!(
-            "  9a. GET /metrics ({} KiB page) p50 {} p99 {}; index scan of {objects} records (/admin/objects?limit=1) p50 {} p99 {}; baseline GET /healthz p50 {} p99 {}",
+            "  9a. GET /metrics ({} KiB page) p50 {} p99 {}; full index read of {objects} records (/admin/uploads) p50 {} p99 {}; baseline GET /healthz p50 {} p99 {}",
             page_bytes / 1024,
             ms(percentile(&scrape, 0.5)),
             ms(percentile(&scrape, 0.99)),
@@ -2090,13 +2102,16 @@ impl Bench {
             ms(percentile(&health, 0.99)),
         );
         let (p50_without, p50_with) = (percentile(&without, 0.5), percentile(&with, 0.5));
+        let per_upload = |cpu: f64, n: usize| format!("{:.0} µs", cpu / n.max(1) as f64 * 1e6);
         println!(
-            "  9b. POST+PATCH p50 {} with {EVENT_SUBSCRIBERS} event subscribers, {} without ({}); p99 {} / {}; events per subscriber per block: {}",
+            "  9b. POST+PATCH p50 {} with {EVENT_SUBSCRIBERS} event subscribers, {} without ({}); p99 {} / {}; server CPU per upload {} / {}; events per subscriber per block: {}",
             ms(p50_with),
             ms(p50_without),
             signed_ms(p50_with, p50_without),
             ms(percentile(&with, 0.99)),
             ms(percentile(&without, 0.99)),
+            per_upload(cpu_with, with.len()),
+            per_upload(cpu_without, without.len()),
             match (delivered.iter().min(), delivered.iter().max()) {
                 (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
                 _ => "none received".into(),
