@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::Value;
 
 use crate::support::ops::{EventReader, MetricsPage, WAIT, admin_ok, admin_send};
@@ -15,24 +14,11 @@ use crate::support::*;
 
 const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
-fn metadata(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k} {}",
-                base64::engine::general_purpose::STANDARD.encode(v)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 async fn create_named<'a>(server: &'a TestServer, len: usize, name: &str) -> Upload<'a> {
     server
         .create_with(&[
             ("Upload-Length", &len.to_string()),
-            ("Upload-Metadata", &metadata(&[("filename", name)])),
+            ("Upload-Metadata", &tus_metadata(&[("filename", name)])),
         ])
         .await
 }
@@ -527,7 +513,7 @@ async fn live_events_follow_each_upload_to_its_verdict_for_its_own_tenant_only()
     .await;
 
     let auth = format!("Bearer {default_token}");
-    let meta = metadata(&[("filename", "report.txt")]);
+    let meta = tus_metadata(&[("filename", "report.txt")]);
     let created = server
         .send(
             "POST",

@@ -87,22 +87,8 @@ fn with_eicar(len: usize, at: usize) -> Vec<u8> {
     data
 }
 
-fn metadata(pairs: &[(&str, &str)]) -> String {
-    use base64::Engine;
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k} {}",
-                base64::engine::general_purpose::STANDARD.encode(v)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 async fn create_named<'a>(server: &'a TestServer, len: usize, name: &str) -> Upload<'a> {
-    let meta = metadata(&[("filename", name)]);
+    let meta = tus_metadata(&[("filename", name)]);
     server
         .create_with(&[
             ("Upload-Length", &len.to_string()),
@@ -233,7 +219,7 @@ async fn an_elf_named_pdf_is_quarantined_held_from_download_and_listed() {
     let server = server_with_policy(&shipped_chain()).await;
     let elf = std::fs::read(env!("CARGO_BIN_EXE_strongroom")).expect("own binary");
     let data = &elf[..200_000];
-    let meta = metadata(&[("filename", "invoice.pdf"), ("filetype", "application/pdf")]);
+    let meta = tus_metadata(&[("filename", "invoice.pdf"), ("filetype", "application/pdf")]);
     let up = server
         .create_with(&[
             ("Upload-Length", &data.len().to_string()),
@@ -653,7 +639,7 @@ async fn a_type_the_tenant_does_not_allow_is_rejected_by_content() {
     let server = server_with_policy(&policy).await;
     // Named and declared as a PDF, but the content is plain text.
     let data = text(20_000);
-    let meta = metadata(&[("filename", "paper.pdf"), ("filetype", "application/pdf")]);
+    let meta = tus_metadata(&[("filename", "paper.pdf"), ("filetype", "application/pdf")]);
     let up = server
         .create_with(&[
             ("Upload-Length", &data.len().to_string()),

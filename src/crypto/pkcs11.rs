@@ -13,10 +13,7 @@
 //! its owner can read and is never logged or put in an error.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::Read;
 use std::os::raw::c_ulong;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -34,7 +31,6 @@ use super::keys::{
     Dek, KEY_LEN, KekId, KekVersion, KeyProvider, WRAPPED_LEN, WrappedDek, integrity,
     parse_version, validate_tenant, version_list, wrap_aad,
 };
-use super::secret_file::io_error;
 use super::seg1::{NONCE_LEN, TAG_LEN};
 
 /// The provider part of a [`KekId`] for token keys.
@@ -515,22 +511,7 @@ fn read_pin(path: &Path) -> Result<AuthPin, Error> {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
     };
-    let file = File::open(path).map_err(io_error(path))?;
-    let metadata = file.metadata().map_err(io_error(path))?;
-    if !metadata.is_file() {
-        return Err(bad("not a regular file"));
-    }
-    let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(Error::KeyFilePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_PIN_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error(path))?;
+    let mut bytes = super::secret_file::read_owner_only(path, MAX_PIN_LEN)?;
     let too_long = bytes.len() as u64 > MAX_PIN_LEN;
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();

@@ -6,8 +6,6 @@
 //! plugin does, against its policy's keys).
 
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine;
@@ -16,7 +14,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 
 use super::Error;
 use super::ed25519::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
-use super::secret_file::{io_error, key_file_error};
+use super::secret_file::{key_file_error, read_owner_only};
 
 /// The statement format's first line; the plugin refuses any other.
 pub const STATEMENT_VERSION: &str = "strongroom-provenance-v1";
@@ -38,22 +36,7 @@ impl ProvenanceKey {
     /// group or others can read or write, as for every key we read.
     /// Blocking.
     pub fn load(path: &Path) -> Result<ProvenanceKey, Error> {
-        let file = std::fs::File::open(path).map_err(io_error(path))?;
-        let metadata = file.metadata().map_err(io_error(path))?;
-        if !metadata.is_file() {
-            return Err(key_file_error(path, "not a regular file"));
-        }
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(Error::KeyFilePermissions {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_KEY_FILE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_error(path))?;
+        let mut bytes = read_owner_only(path, MAX_KEY_FILE)?;
         if bytes.len() as u64 > MAX_KEY_FILE {
             return Err(key_file_error(path, "too large for an Ed25519 key"));
         }
@@ -136,6 +119,7 @@ fn pem_body(bytes: &[u8]) -> Result<Option<Vec<u8>>, &'static str> {
 mod tests {
     use super::*;
     use crate::crypto::ed25519_verify;
+    use std::os::unix::fs::PermissionsExt;
 
     /// `openssl genpkey -algorithm ed25519` output (PKCS#8 v1) and its
     /// public key from `openssl pkey -pubout`.

@@ -34,18 +34,7 @@ pub(super) fn read(path: &Path) -> Result<Option<[u8; SECRET_LEN]>, Error> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(io_error(path)(err)),
     };
-    // Check the opened file, not the path, so the checked file is the read one.
-    let metadata = file.metadata().map_err(io_error(path))?;
-    if !metadata.is_file() {
-        return Err(key_file_error(path, "not a regular file"));
-    }
-    let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(Error::KeyFilePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
+    check_owner_only(path, &file)?;
     let mut text = Vec::with_capacity(2 * SECRET_LEN + 1);
     // One byte past the longest valid content, to notice oversized files.
     file.take(2 * SECRET_LEN as u64 + 2)
@@ -65,6 +54,37 @@ pub(super) fn read(path: &Path) -> Result<Option<[u8; SECRET_LEN]>, Error> {
 /// and then narrowed), syncs it, then hard-links it into place so an
 /// existing key is never replaced, and syncs the directory so the new name
 /// survives a crash.
+/// Reads a file only its owner may read or write (as `read` insists), up
+/// to `max` bytes: the result is one byte longer when the file is too long.
+/// Callers zero the bytes once they have parsed them.
+pub(super) fn read_owner_only(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
+    let file = File::open(path).map_err(io_error(path))?;
+    check_owner_only(path, &file)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(path))?;
+    Ok(bytes)
+}
+
+/// Refuses an opened file that is not a regular file or that group or
+/// others may read or write. The opened file is checked, not the path, so
+/// the checked file is the one read.
+fn check_owner_only(path: &Path, file: &File) -> Result<(), Error> {
+    let metadata = file.metadata().map_err(io_error(path))?;
+    if !metadata.is_file() {
+        return Err(key_file_error(path, "not a regular file"));
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::KeyFilePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn create(path: &Path, secret: &[u8; SECRET_LEN]) -> Result<(), Error> {
     let dir = path
         .parent()

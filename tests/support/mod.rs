@@ -341,6 +341,21 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// An `Upload-Metadata` value: each key with its value in base64.
+pub fn tus_metadata(pairs: &[(&str, &str)]) -> String {
+    use base64::Engine;
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k} {}",
+                base64::engine::general_purpose::STANDARD.encode(v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(strongroom::crypto::sha256(data))
 }
