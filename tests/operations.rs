@@ -605,6 +605,53 @@ async fn live_events_follow_each_upload_to_its_verdict_for_its_own_tenant_only()
     assert_eq!(page.count("strongroom_events_subscribers", &[]), 3.0);
 }
 
+/// A stream lasts no longer than the token that opened it: the client
+/// reconnects with a fresh one (as after any drop).
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_expires() {
+    let server = TestServer::start_with_tokens(|config| {
+        config.auth.leeway = Duration::ZERO;
+    })
+    .await;
+    let key = server.admin_key.clone().expect("tokens mode");
+    let body = serde_json::json!({ "scopes": ["upload:create"], "ttl_seconds": 2 }).to_string();
+    let answer = server
+        .send(
+            "POST",
+            "/auth/token",
+            &[("Authorization", &format!("Bearer {key}"))],
+            body,
+        )
+        .await;
+    answer.assert_status(200);
+    let token = answer.json()["token"].as_str().unwrap().to_owned();
+    let opened = Instant::now();
+    let mut response = server
+        .http
+        .get(server.url("/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let ended = tokio::time::timeout(WAIT, async {
+        while response.chunk().await.expect("a clean end").is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token");
+    let lasted = opened.elapsed();
+    assert!(
+        lasted >= Duration::from_secs(1) && lasted < Duration::from_secs(6),
+        "{lasted:?}"
+    );
+    // The same token no longer opens one.
+    let bearer = format!("Bearer {token}");
+    server
+        .send("GET", "/events", &[("Authorization", &bearer)], Vec::new())
+        .await
+        .assert_problem(401, "token_expired");
+}
+
 #[tokio::test]
 async fn a_rejection_and_a_deletion_are_events_too() {
     let server = server_with_default_policy().await;

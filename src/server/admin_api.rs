@@ -115,10 +115,13 @@ fn with_id<'a>(text: &str, route: impl FnOnce(UploadId) -> Route<'a>) -> Route<'
     text.parse().map_or(Route::BadId, route)
 }
 
+/// `usable_until`: when the caller's credential expires (Unix seconds), if
+/// it does; an event stream ends then.
 pub async fn respond(
     admin: &Admin,
     req: Request<Incoming>,
     context: &Context,
+    usable_until: Option<u64>,
 ) -> Result<Response<Body>, Problem> {
     let (parts, body) = req.into_parts();
     let method = &parts.method;
@@ -192,7 +195,8 @@ pub async fn respond(
         (Route::AuditExport, &Method::GET) => return audit_export(admin).await,
         (Route::Events, &Method::GET) => {
             let subscription = admin.ingest().events().subscribe(query.tenant());
-            return Ok(events::stream(subscription, context.shutdown.clone()));
+            let shutdown = context.shutdown.clone();
+            return Ok(events::stream(subscription, shutdown, usable_until));
         }
         (Route::BadId, _) => return Err(Problem::invalid_id()),
         (Route::Unknown, _) => return Err(Problem::route_not_found()),

@@ -2,7 +2,8 @@
 //! event (`id`, `event`, `data` as one line of JSON), a comment every
 //! `KEEP_ALIVE` so proxies and clients know the stream is alive, and a
 //! `lagged` event when the subscriber fell behind. The stream ends when the
-//! appliance shuts down.
+//! appliance shuts down, and when the credential that opened it expires (a
+//! client reconnects with a fresh token, as it would after any drop).
 
 use std::time::Duration;
 
@@ -24,9 +25,30 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a client waits before reconnecting after the stream ends.
 const RETRY_MS: u64 = 3000;
 
-pub fn stream(subscription: Subscription, shutdown: Shutdown) -> Response<Body> {
+/// `usable_until`: the Unix second after which the opening credential is no
+/// longer valid, if it ever stops being.
+pub fn stream(
+    subscription: Subscription,
+    shutdown: Shutdown,
+    usable_until: Option<u64>,
+) -> Response<Body> {
     let hello = Bytes::from(format!(": strongroom events\nretry: {RETRY_MS}\n\n"));
-    let state = (subscription, Some(hello), Box::pin(shutdown.wait()));
+    // The credential is good through the whole second `until`.
+    let expiry = usable_until.map_or(Duration::MAX, |until| {
+        let end = std::time::UNIX_EPOCH + Duration::from_secs(until.saturating_add(1));
+        end.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    });
+    let end = tokio::time::Instant::now()
+        .checked_add(expiry)
+        .unwrap_or_else(far_future);
+    let stop = async move {
+        tokio::select! {
+            () = shutdown.wait() => {}
+            () = tokio::time::sleep_until(end) => {}
+        }
+    };
+    let state = (subscription, Some(hello), Box::pin(stop));
     let frames = stream::unfold(state, |(mut subscription, hello, mut stop)| async move {
         if let Some(hello) = hello {
             return Some((Ok(Frame::data(hello)), (subscription, None, stop)));
@@ -63,4 +85,9 @@ pub fn stream(subscription: Subscription, shutdown: Shutdown) -> Response<Body> 
     // nginx buffers responses unless told not to; events must arrive at once.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// A deadline no stream reaches (a year from now).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }

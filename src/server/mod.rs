@@ -243,17 +243,21 @@ async fn admin_request(
     request_id: &str,
     context: &admin_api::Context,
 ) -> Response<Body> {
-    if req.uri().path().starts_with("/admin/")
-        && let Err(problem) = access::principal(auth, caller, req.headers(), None)
-            .and_then(|p| Ok(p.require(Action::Admin)?))
-    {
-        return problem_response(&problem, request_id);
+    // When the admin's credential stops being valid (an event stream ends then).
+    let mut usable_until = None;
+    if req.uri().path().starts_with("/admin/") {
+        let admitted = access::principal(auth, caller, req.headers(), None)
+            .and_then(|p| Ok(p.require(Action::Admin).map(|()| p)?));
+        match admitted {
+            Ok(principal) => usable_until = principal.usable_until,
+            Err(problem) => return problem_response(&problem, request_id),
+        }
     }
     if access::is_admin_route(req.uri().path()) {
         let answer = access::admin(auth, admin.ingest(), admin, req).await;
         return answer.unwrap_or_else(|p| problem_response(&p, request_id));
     }
-    admin_api::respond(admin, req, context)
+    admin_api::respond(admin, req, context, usable_until)
         .await
         .unwrap_or_else(|problem| problem_response(&problem, request_id))
 }
@@ -387,8 +391,9 @@ async fn dispatch(
                 .require(Action::CreateUpload)
                 .or_else(|_| principal.require(Action::Admin))?;
             app.admit(&principal.tenant, limits::Demand::REQUEST)?;
+            let until = principal.usable_until;
             let subscription = app.ingest.events().subscribe(Some(principal.tenant));
-            Ok(events::stream(subscription, app.shutdown.clone()))
+            Ok(events::stream(subscription, app.shutdown.clone(), until))
         }
         (Endpoint::Events, _) => Err(Problem::method_not_allowed(&method)),
         (Endpoint::Object(Ok(_)), _) => Err(Problem::method_not_allowed(&method)),
