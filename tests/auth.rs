@@ -748,26 +748,17 @@ async fn first_start_shows_the_admin_key_once_and_no_secret_is_ever_logged() {
     use crate::support::process::Binary;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("strongroom.toml");
-    std::fs::write(
-        &config,
-        format!("[storage]\ndata_dir = {:?}\n", dir.path().join("data")),
-    )
-    .unwrap();
+    let config = crate::support::process::config_in(dir.path());
     let log = dir.path().join("server.log");
-    let stdout_path = dir.path().join("stdout.txt");
     let debug = [("RUST_LOG", "debug")];
-    let start = |stdout: &std::path::Path| {
-        let file = std::fs::File::create(stdout).unwrap();
-        Binary::serve_with(&config, &[], &debug, file, &log, Duration::from_secs(60))
+    let start = |stdout: std::path::PathBuf| {
+        let (config, log) = (&config, &log);
+        async move {
+            Binary::serve_with_tokens(config, &debug, &stdout, log, Duration::from_secs(60)).await
+        }
     };
-    let mut binary = start(&stdout_path).await;
-    let shown = std::fs::read_to_string(&stdout_path).unwrap();
-    let key = shown
-        .split_whitespace()
-        .find(|w| w.starts_with("srk_"))
-        .unwrap_or_else(|| panic!("no API key on stdout:\n{shown}"))
-        .to_owned();
+    let (mut binary, key) = start(dir.path().join("stdout.txt")).await;
+    let key = key.unwrap_or_else(|| panic!("no API key on stdout"));
 
     let http = reqwest::Client::new();
     let token_answer: serde_json::Value = serde_json::from_slice(
@@ -816,11 +807,9 @@ async fn first_start_shows_the_admin_key_once_and_no_secret_is_ever_logged() {
     }
     binary.kill();
 
-    let again = dir.path().join("stdout-2.txt");
-    let mut second = start(&again).await;
+    let (mut second, shown_again) = start(dir.path().join("stdout-2.txt")).await;
     second.kill();
-    let shown_again = std::fs::read_to_string(&again).unwrap();
-    assert!(!shown_again.contains("srk_"), "shown twice:\n{shown_again}");
+    assert_eq!(shown_again, None, "the key is shown twice");
 
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(

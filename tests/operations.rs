@@ -822,23 +822,12 @@ async fn request_ids_reach_responses_logs_and_audit_and_secrets_never_reach_the_
     use crate::support::process::Binary;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("strongroom.toml");
-    std::fs::write(
-        &config,
-        format!("[storage]\ndata_dir = {:?}\n", dir.path().join("data")),
-    )
-    .unwrap();
+    let config = crate::support::process::config_in(dir.path());
     let log = dir.path().join("server.log");
-    let stdout_path = dir.path().join("stdout.txt");
     let verbose = [("RUST_LOG", "info,strongroom=trace")];
-    let stdout = std::fs::File::create(&stdout_path).unwrap();
-    let mut binary = Binary::serve_with(&config, &[], &verbose, stdout, &log, WAIT).await;
-    let shown = std::fs::read_to_string(&stdout_path).unwrap();
-    let key = shown
-        .split_whitespace()
-        .find(|w| w.starts_with("srk_"))
-        .expect("the first start shows its API key")
-        .to_owned();
+    let stdout = dir.path().join("stdout.txt");
+    let (mut binary, key) = Binary::serve_with_tokens(&config, &verbose, &stdout, &log, WAIT).await;
+    let key = key.expect("the first start shows its API key");
     let http = reqwest::Client::new();
     let answer = http
         .post(binary.url("/auth/token"))

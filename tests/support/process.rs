@@ -75,6 +75,26 @@ impl Binary {
         binary
     }
 
+    /// Starts with authentication on (the config's default), stdout to the
+    /// file `stdout`, and returns the admin API key the start printed there
+    /// (only a first start prints one).
+    pub async fn serve_with_tokens(
+        config: &Path,
+        env: &[(&str, &str)],
+        stdout: &Path,
+        log: &Path,
+        ready_within: Duration,
+    ) -> (Binary, Option<String>) {
+        let file = std::fs::File::create(stdout).expect("stdout file");
+        let binary = Self::serve_with(config, &[], env, file, log, ready_within).await;
+        let shown = std::fs::read_to_string(stdout).expect("stdout readable");
+        let key = shown
+            .split_whitespace()
+            .find(|word| word.starts_with("srk_"))
+            .map(str::to_owned);
+        (binary, key)
+    }
+
     fn check_alive(&mut self, log: &Path, deadline: Instant) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!(
@@ -135,4 +155,16 @@ fn listening_addrs(log: &Path, from: u64) -> Option<(SocketAddr, SocketAddr)> {
         let admin = fields["admin"].as_str()?.parse().ok()?;
         Some((public, admin))
     })
+}
+
+/// A config file in `dir` keeping the appliance's data in `dir/data`, every
+/// other key at its default.
+pub fn config_in(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!("[storage]\ndata_dir = {:?}\n", dir.join("data")),
+    )
+    .expect("config written");
+    config
 }
