@@ -821,6 +821,13 @@ async fn refuse_answers_503_and_holds_the_commit_until_it_is_recorded() {
     assert_eq!(head.header("strongroom-disposition"), Some("pending"));
     assert_eq!(head.header("strongroom-audit-index"), None);
     up.get().await.assert_problem(503, "audit_unavailable");
+    // Each refused request is a record that could not be made durable.
+    let page = crate::support::ops::MetricsPage::scrape(&server).await;
+    assert!(
+        page.count("strongroom_audit_failures_total", &[]) >= 3.0,
+        "{}",
+        page.text
+    );
 
     // Space again and a restart: recovery records the commit (actor
     // `system`) and only then releases the object.

@@ -180,10 +180,9 @@ pub struct Stats {
     pub syncs: u64,
     /// Checkpoints written since open.
     pub checkpoints: u64,
-    /// Durable records no checkpoint signs yet.
-    pub unsigned: u64,
-    /// How long the oldest of those has waited at most: the time since the
-    /// latest checkpoint while records wait, zero when none do.
+    /// How long durable records no checkpoint signs yet have waited at
+    /// most: the time since the latest checkpoint while such records exist,
+    /// zero when none do.
     pub unsigned_for: Duration,
 }
 
@@ -538,13 +537,11 @@ impl Audit {
         };
         let checkpoints = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
         let signed = checkpoints.latest.as_ref().map_or(0, |c| c.size());
-        let unsigned = records.saturating_sub(signed);
         Stats {
             records,
             syncs,
             checkpoints: checkpoints.written,
-            unsigned,
-            unsigned_for: if unsigned == 0 {
+            unsigned_for: if records <= signed {
                 Duration::ZERO
             } else {
                 checkpoints.signed_at.elapsed()
@@ -552,9 +549,15 @@ impl Audit {
         }
     }
 
-    /// Times every fsync of the records file from now on.
+    /// Times every fsync of the records file from now on, and counts the
+    /// records that could not be made durable.
     pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
         let _ = self.metrics.set(metrics);
+    }
+
+    /// The metrics wired in, if any.
+    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+        self.metrics.get()
     }
 
     fn sync_records(&self) -> std::io::Result<()> {

@@ -67,6 +67,9 @@ impl Trail {
     }
 
     fn failed<T>(&self, err: Error, kinds: &[super::EventKind]) -> Result<Option<T>, Error> {
+        if let Some(metrics) = self.log.metrics() {
+            metrics.audit_failure();
+        }
         match self.on_failure {
             OnFailure::Refuse => {
                 tracing::error!(error = %err, ?kinds, "audit record failed; refusing the request");

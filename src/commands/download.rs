@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use strongroom::cli::DownloadArgs;
 use strongroom::client::download::{self, Fetched, Target};
 use strongroom::client::{Client, Error};
@@ -40,7 +39,11 @@ struct Done {
 
 pub fn run(args: DownloadArgs) -> anyhow::Result<ExitCode> {
     let client = super::connect(&args.client, args.retries)?;
-    let pinned = args.manifest_key.as_deref().map(read_key).transpose()?;
+    let pinned = args
+        .manifest_key
+        .as_deref()
+        .map(|arg| super::verify::read_manifest_key("--manifest-key", arg))
+        .transpose()?;
     let runtime = super::runtime()?;
     let result = runtime.block_on(async {
         tokio::select! {
@@ -57,19 +60,6 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<ExitCode> {
         }
         Err(err) => Ok(ExitCode::from(failed(&err, &args))),
     }
-}
-
-/// The key given on the command line, or the contents of that file (the
-/// forms `strongroom verify --key` takes).
-fn read_key(arg: &str) -> anyhow::Result<PublicKey> {
-    if let Ok(key) = PublicKey::parse(arg) {
-        return Ok(key);
-    }
-    let text = std::fs::read_to_string(arg).with_context(|| {
-        format!("--manifest-key {arg}: neither a manifest key nor a readable file")
-    })?;
-    PublicKey::parse(&text)
-        .with_context(|| format!("--manifest-key {arg}: the file holds no manifest key"))
 }
 
 async fn download(

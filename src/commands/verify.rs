@@ -18,7 +18,7 @@ const MISMATCH: u8 = 2;
 const MAX_MANIFEST: u64 = 1 << 20;
 
 pub fn run(file: &Path, manifest_path: &Path, key: &str) -> anyhow::Result<ExitCode> {
-    let key = read_key(key)?;
+    let key = read_manifest_key("--key", key)?;
     let document = read_bounded(manifest_path)?;
     let manifest = match SignedManifest::open(&document, &key) {
         Ok(manifest) => manifest,
@@ -74,14 +74,16 @@ pub fn run(file: &Path, manifest_path: &Path, key: &str) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// The key as given on the command line, or the contents of that file.
-fn read_key(arg: &str) -> anyhow::Result<PublicKey> {
+/// The manifest key given as `option` on the command line: the key itself,
+/// or the name of a file holding it.
+pub fn read_manifest_key(option: &str, arg: &str) -> anyhow::Result<PublicKey> {
     if let Ok(key) = PublicKey::parse(arg) {
         return Ok(key);
     }
     let text = std::fs::read_to_string(arg)
-        .with_context(|| format!("--key {arg}: neither a manifest key nor a readable file"))?;
-    PublicKey::parse(&text).with_context(|| format!("--key {arg}: the file holds no manifest key"))
+        .with_context(|| format!("{option} {arg}: neither a manifest key nor a readable file"))?;
+    PublicKey::parse(&text)
+        .with_context(|| format!("{option} {arg}: the file holds no manifest key"))
 }
 
 fn read_bounded(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -188,10 +188,17 @@ impl Ingest {
         id: UploadId,
         quarantined_only: bool,
     ) -> Result<UploadRecord, Error> {
-        let record = self.object(id).await?;
-        if quarantined_only && record.disposition() != Some(Disposition::Quarantined) {
-            return Err(Error::NotQuarantined(id));
-        }
-        self.remove(id, None, "admin").await
+        // Checked under the upload's lock, on the record being removed: a
+        // release in between cannot slip an object out of quarantine first.
+        self.remove(id, "admin", move |record| {
+            if !record.is_committed() {
+                return Err(Error::NotFound(id));
+            }
+            if quarantined_only && record.disposition() != Some(Disposition::Quarantined) {
+                return Err(Error::NotQuarantined(id));
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -1057,29 +1057,34 @@ impl Ingest {
     /// Removes an upload or object; its wrapped key goes with the record, so
     /// its bytes are unreadable from then on.
     pub async fn terminate(self: &Arc<Self>, id: UploadId, tenant: &str) -> Result<(), Error> {
-        self.remove(id, Some(tenant), "terminated")
-            .await
-            .map(|_| ())
+        let tenant = tenant.to_owned();
+        // Another tenant's upload is reported missing, like one that is.
+        let owned = move |record: &UploadRecord| {
+            if record.tenant == tenant {
+                Ok(())
+            } else {
+                Err(Error::NotFound(id))
+            }
+        };
+        self.remove(id, "terminated", owned).await.map(|_| ())
     }
 
-    /// Removes an upload or object of `tenant` (of any tenant with `None`),
-    /// record and wrapped key first, then its file; `reason` goes to the
-    /// live feed.
+    /// Removes an upload or object that `allowed` accepts (read under the
+    /// upload's lock), record and wrapped key first, then its file;
+    /// `reason` goes to the live feed.
     async fn remove(
         self: &Arc<Self>,
         id: UploadId,
-        tenant: Option<&str>,
         reason: &'static str,
+        allowed: impl FnOnce(&UploadRecord) -> Result<(), Error> + Send + 'static,
     ) -> Result<UploadRecord, Error> {
         let _guard = self.locks.acquire(id).await?;
         let staging = self.staging.clone();
-        let tenant = tenant.map(str::to_owned);
-        let removed = blocking(move || match staging.get(&id)? {
-            Some(record) if tenant.as_deref().is_none_or(|t| record.tenant == t) => {
-                staging.remove(&id)?;
-                Ok(record)
-            }
-            _ => Err(Error::NotFound(id)),
+        let removed = blocking(move || {
+            let record = staging.get(&id)?.ok_or(Error::NotFound(id))?;
+            allowed(&record)?;
+            staging.remove(&id)?;
+            Ok(record)
         })
         .await?;
         self.quota.forget(&removed);

@@ -112,7 +112,6 @@ pub enum Limit {
     Requests,
     Uploads,
     ConcurrentUploads,
-    AuthFailures,
 }
 
 impl Limit {
@@ -121,7 +120,6 @@ impl Limit {
             Limit::Requests => "requests",
             Limit::Uploads => "uploads",
             Limit::ConcurrentUploads => "concurrent_uploads",
-            Limit::AuthFailures => "auth_failures",
         }
     }
 }

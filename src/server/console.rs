@@ -16,11 +16,6 @@ struct Asset {
 
 const ASSETS: &[Asset] = &[
     Asset {
-        name: "",
-        content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../admin/console/index.html"),
-    },
-    Asset {
         name: "index.html",
         content_type: "text/html; charset=utf-8",
         bytes: include_bytes!("../admin/console/index.html"),
@@ -42,8 +37,10 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// The console's file at `name` (the path after `/console/`), if it is one.
+/// The console's file at `name` (the path after `/console/`; empty is the
+/// page itself), if it is one.
 pub fn asset(name: &str, public_url: &str) -> Option<Response<Body>> {
+    let name = if name.is_empty() { "index.html" } else { name };
     let asset = ASSETS.iter().find(|asset| asset.name == name)?;
     let mut response = full_response(StatusCode::OK, Bytes::from_static(asset.bytes));
     let headers = response.headers_mut();
