@@ -159,6 +159,25 @@ async fn tus_js_client_uploads_over_https() {
 
 // ---- protocol versions ------------------------------------------------------
 
+/// The metrics page says when the certificate served now expires, the
+/// figure the certificate-expiry alert watches.
+#[tokio::test]
+async fn the_served_certificates_expiry_is_on_the_metrics_page() {
+    let certs = Certs::make("server", &[]).await;
+    let server = tls_server(&certs, |_| {}).await;
+    let cert = CertificateDer::from_pem_file(certs.path("cert.pem")).expect("cert.pem");
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert).expect("a certificate");
+    let not_after = parsed.validity().not_after.timestamp();
+    assert!(not_after > strongroom::ingest::now_secs() as i64);
+    let page = crate::support::ops::MetricsPage::scrape(&server).await;
+    assert_eq!(
+        page.value("strongroom_tls_certificate_expiry_timestamp_seconds", &[]),
+        Some(not_after as f64),
+        "{}",
+        page.text
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_2_is_refused_by_default_and_accepted_when_allowed() {
     let certs = Certs::make("server", &[]).await;
